@@ -7,4 +7,6 @@ from rlhf_gym.errors import ConfigError, DataError, ModelError, RewardError, RLH
 
 __version__ = "0.1.0"
 
+from rlhf_gym import envs as _envs  # noqa: E402,F401  (registers the environments)
+
 __all__ = ["RLHFGymError", "ConfigError", "DataError", "ModelError", "RewardError", "__version__"]

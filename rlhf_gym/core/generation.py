@@ -1,0 +1,109 @@
+"""KV-cached sampling from a causal LM, shared by the environments, the agents and the benchmarks.
+
+Inputs are left-padded (the newest token is always in the last column), which is what lets a whole batch
+advance one token per forward with one KV cache. Position ids come from the attention mask, so left padding
+does not shift positions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from transformers import PreTrainedModel
+
+
+@dataclass
+class Samples:
+    """What :func:`sample` returns: right-padded completions and the sampling log-probs of each token."""
+
+    tokens: torch.Tensor  # (N, T) long, pad after the first EOS
+    logprobs: torch.Tensor  # (N, T) float, log-prob of each token under the sampling distribution
+    mask: torch.Tensor  # (N, T) bool, True for generated tokens up to and including EOS
+
+
+def trim_left_padding(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Drops leading columns that are padding in every row (a fixed-width observation is mostly padding)."""
+    live_cols = attention_mask.bool().any(0)
+    first = int(live_cols.float().argmax()) if live_cols.any() else 0
+    return input_ids[:, first:], attention_mask[:, first:]
+
+
+def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """0, 1, 2, ... over the real tokens of each left-padded row (padding gets position 0)."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def top_p_mask(logits: torch.Tensor, top_p: float, min_tokens: int = 1) -> torch.Tensor:
+    """Boolean mask of the smallest set of tokens whose probability reaches ``top_p`` (at least ``min_tokens``)."""
+    sorted_logits, order = logits.sort(dim=-1, descending=True)
+    cum = sorted_logits.softmax(-1).cumsum(-1)
+    keep_sorted = (cum - sorted_logits.softmax(-1)) < top_p
+    keep_sorted[..., :min_tokens] = True
+    return torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
+
+
+def process_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+    """Applies temperature, top-k and top-p to a batch of next-token logits (masked entries become -inf)."""
+    logits = logits.float()
+    if temperature != 1.0:
+        logits = logits / temperature
+    if top_k and top_k < logits.shape[-1]:
+        kth = logits.topk(top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        logits = logits.masked_fill(~top_p_mask(logits, top_p), float("-inf"))
+    return logits
+
+
+@torch.no_grad()
+def sample(
+    model: PreTrainedModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    *,
+    max_new_tokens: int,
+    eos_token_id: int,
+    pad_token_id: int,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+    logits_mask_fn: Callable[[torch.Tensor, torch.Tensor, object], torch.Tensor] | None = None,
+) -> Samples:
+    """Samples up to ``max_new_tokens`` continuations of left-padded prompts with one KV cache.
+
+    ``logits_mask_fn(input_ids, attention_mask, past)`` may return a boolean mask of allowed tokens per row
+    (NLPO's top-p action mask); it is called with the full sequences so far. Finished rows emit padding.
+    """
+    input_ids, attention_mask = trim_left_padding(input_ids, attention_mask)
+    n, device = input_ids.shape[0], input_ids.device
+    tokens = torch.full((n, max_new_tokens), pad_token_id, dtype=torch.long, device=device)
+    logprobs = torch.zeros(n, max_new_tokens, device=device)
+    mask = torch.zeros(n, max_new_tokens, dtype=torch.bool, device=device)
+    finished = torch.zeros(n, dtype=torch.bool, device=device)
+    positions = position_ids_from_mask(attention_mask)
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=True)
+    past, next_pos = out.past_key_values, positions[:, -1:] + 1
+    seq_ids, seq_mask = input_ids, attention_mask
+    sync_every = 1 if device.type == "cpu" else 16  # avoid a host sync per token on accelerators
+    for t in range(max_new_tokens):
+        logits = process_logits(out.logits[:, -1], temperature, top_k, top_p)
+        if logits_mask_fn is not None:
+            logits = logits.masked_fill(~logits_mask_fn(seq_ids, seq_mask, past), float("-inf"))
+        logp = logits.log_softmax(-1)
+        token = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(-1)
+        token = torch.where(finished, pad_token_id, token)
+        tokens[:, t] = token
+        logprobs[:, t] = logp.gather(-1, token[:, None]).squeeze(-1).masked_fill(finished, 0.0)
+        mask[:, t] = ~finished
+        finished = finished | (token == eos_token_id)
+        if t == max_new_tokens - 1 or ((t + 1) % sync_every == 0 and bool(finished.all())):
+            break
+        seq_mask = torch.cat([seq_mask, torch.ones_like(seq_mask[:, :1])], dim=1)
+        seq_ids = torch.cat([seq_ids, token[:, None]], dim=1)
+        out = model(input_ids=token[:, None], attention_mask=seq_mask, position_ids=next_pos,
+                    past_key_values=past, use_cache=True)
+        past, next_pos = out.past_key_values, next_pos + 1
+    return Samples(tokens, logprobs, mask)

@@ -1,0 +1,91 @@
+"""Loading language models and tokenizers by hub name or local path, and checking they fit together.
+
+``"embedded"`` (or ``None``) names the tiny review GPT-2 shipped in the package; anything else goes to
+``from_pretrained`` unchanged, so hub names such as ``gpt2`` work for users with a network and local
+directories work everywhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from rlhf_gym.errors import ModelError
+
+EMBEDDED = "embedded"
+
+
+def resolve_model_path(name_or_path: str | Path | None) -> str:
+    """Maps ``None``/``"embedded"`` to the shipped tiny model directory; returns anything else as a string."""
+    if name_or_path is None or str(name_or_path) == EMBEDDED:
+        from rlhf_gym.core.world import EMBEDDED_MODEL_DIR
+
+        return str(EMBEDDED_MODEL_DIR)
+    return str(name_or_path)
+
+
+def _looks_local(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or Path(name).exists()
+
+
+def load_tokenizer(name_or_path: str | Path | PreTrainedTokenizerBase | None = None) -> PreTrainedTokenizerBase:
+    """Loads a tokenizer and makes sure it has a pad token (the EOS token when it has none)."""
+    if isinstance(name_or_path, PreTrainedTokenizerBase):
+        tok = name_or_path
+    else:
+        path = resolve_model_path(name_or_path)
+        if _looks_local(path) and not Path(path).expanduser().is_dir():
+            raise ModelError(f"tokenizer path {path} does not exist")
+        try:
+            tok = AutoTokenizer.from_pretrained(path)
+        except (OSError, ValueError) as e:
+            raise ModelError(f"cannot load tokenizer {path!r}: {str(e).splitlines()[0]}") from e
+    if tok.eos_token_id is None:
+        raise ModelError(f"tokenizer {tok.name_or_path!r} has no EOS token; episodes need one to end")
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_causal_lm(
+    name_or_path: str | Path | PreTrainedModel | None = None,
+    *,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> PreTrainedModel:
+    """Loads any HF causal LM (hub name, local directory, or an already built model) in eval mode."""
+    if isinstance(name_or_path, PreTrainedModel):
+        model = name_or_path
+    else:
+        path = resolve_model_path(name_or_path)
+        if _looks_local(path) and not Path(path).expanduser().is_dir():
+            raise ModelError(f"model path {path} does not exist")
+        try:
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype) if dtype else (
+                AutoModelForCausalLM.from_pretrained(path))
+        except (OSError, ValueError) as e:
+            raise ModelError(f"cannot load causal LM {path!r}: {str(e).splitlines()[0]}") from e
+    if device is not None:
+        model = model.to(device)
+    return model.eval()
+
+
+def check_vocab(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
+    """Raises ModelError unless every id the tokenizer can produce is a row of the model's embedding."""
+    n_model = model.get_input_embeddings().num_embeddings
+    n_tok = len(tokenizer)
+    if n_tok > n_model:
+        raise ModelError(
+            f"tokenizer {tokenizer.name_or_path!r} has {n_tok} tokens but model "
+            f"{model.config.name_or_path!r} has only {n_model} embeddings: they do not belong together"
+        )
+
+
+def freeze(model: PreTrainedModel) -> PreTrainedModel:
+    """Puts a model in eval mode with gradients off (for the reference model)."""
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model

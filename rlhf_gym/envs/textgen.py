@@ -1,0 +1,187 @@
+"""``TextGenEnv``: text generation as a Gymnasium environment, one token per step.
+
+Observation: ``{"input_ids", "attention_mask"}``, integer arrays of fixed length
+``W = max_prompt_tokens + max_new_tokens``, **left-padded** — the newest token is always the last element,
+so a policy reads its next-token distribution at position ``-1``. Action: ``Discrete(vocab_size)``, the next
+token. An episode is one prompt and its continuation; it ends (``terminated``) on EOS or after
+``max_new_tokens`` tokens. The length cap is ``terminated``, not ``truncated``: the reward model scores the
+text at the cap, so the episode really is over and nothing should be bootstrapped past it.
+
+Reward on each step is ``β·log π_ref(a|s)``, the environment's share of the KL penalty ``−β·KL_t`` (see
+:mod:`rlhf_gym.core.kl` for the split and for how an agent adds its own share), plus the reward function's
+score of the finished continuation on the last step. ``info`` carries ``ref_logprob`` every step and
+``rm_score``, ``prompt`` and ``completion`` at the end.
+
+>>> import gymnasium as gym, rlhf_gym
+>>> env = gym.make("rlhf_gym/Sentiment-v0", max_new_tokens=4)
+>>> obs, info = env.reset(seed=0)
+>>> obs["input_ids"].shape == env.observation_space["input_ids"].shape
+True
+>>> obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+>>> type(reward), "ref_logprob" in info
+(<class 'float'>, True)
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from rlhf_gym.core.data import load_prompts
+from rlhf_gym.core.models import load_causal_lm, load_tokenizer, resolve_model_path
+from rlhf_gym.envs.engine import EpisodeEngine
+from rlhf_gym.errors import ConfigError
+from rlhf_gym.rewards import make_reward
+from rlhf_gym.rewards.base import RewardFunction
+
+ModelArg = str | Path | PreTrainedModel | None
+
+
+def build_engine(
+    num_rows: int,
+    model: ModelArg,
+    tokenizer: str | PreTrainedTokenizerBase | None,
+    prompts: str | Path | Sequence[str],
+    reward: str | RewardFunction | Callable,
+    beta: float,
+    kl_estimator: str,
+    max_new_tokens: int,
+    max_prompt_tokens: int | None,
+    device: str | torch.device | None,
+) -> EpisodeEngine:
+    """Resolves the environment's keyword arguments into an :class:`EpisodeEngine` (shared by both envs)."""
+    if isinstance(model, PreTrainedModel):
+        ref = model.to(device) if device is not None else model  # used under no_grad; never modified
+    else:
+        ref = load_causal_lm(model, device=device)
+    tok = load_tokenizer(tokenizer if tokenizer is not None else (
+        resolve_model_path(model) if not isinstance(model, PreTrainedModel) else model.config.name_or_path))
+    prompt_list = load_prompts(prompts) if not isinstance(prompts, list | tuple) else load_prompts(list(prompts))
+    return EpisodeEngine(
+        ref, tok, prompt_list, make_reward(reward), num_rows=num_rows, beta=beta, kl_estimator=kl_estimator,
+        max_new_tokens=max_new_tokens, max_prompt_tokens=max_prompt_tokens,
+    )
+
+
+def observation_space(engine: EpisodeEngine) -> spaces.Dict:
+    w, v = engine.width, engine.vocab_size
+    return spaces.Dict({
+        "input_ids": spaces.Box(0, v - 1, shape=(w,), dtype=np.int64),
+        "attention_mask": spaces.Box(0, 1, shape=(w,), dtype=np.int64),
+    })
+
+
+def pick_prompt(engine: EpisodeEngine, rng: np.random.Generator, options: dict | None) -> int:
+    """The prompt index for a reset: ``options["prompt_index"]`` or ``options["prompt"]`` if given, else random."""
+    options = options or {}
+    unknown = set(options) - {"prompt", "prompt_index", "reset_mask"}
+    if unknown:
+        raise ConfigError(f"unknown reset option(s) {sorted(unknown)}; valid: prompt, prompt_index")
+    if "prompt_index" in options:
+        i = int(options["prompt_index"])
+        if not 0 <= i < len(engine.prompts):
+            raise ConfigError(f"prompt_index {i} is out of range for {len(engine.prompts)} prompts")
+        return i
+    if "prompt" in options:
+        return engine.add_prompt(str(options["prompt"]))
+    return int(rng.integers(len(engine.prompts)))
+
+
+class TextGenEnv(gym.Env):
+    """Token-by-token text generation with a KL-shaped reward (see the module docstring for the contract).
+
+    Args:
+        model: the frozen reference model, which also fixes the action space: a hub name (``"gpt2"``), a
+            local directory, ``"embedded"`` (the shipped tiny review GPT-2) or a loaded model (used as is).
+        tokenizer: defaults to the model's; it must not have more tokens than the model has embeddings.
+        prompts: a list of strings or a source for :func:`rlhf_gym.core.data.load_prompts`
+            (``"embedded:train"``, a ``.txt``/``.jsonl`` file, ``"hf:imdb"``, a dataset folder).
+        reward: ``"gold"`` (VADER), a reward-model or classifier directory, a :class:`RewardFunction`, or a
+            callable ``fn(prompts, completions) -> floats``.
+        beta: KL coefficient β (>= 0).
+        kl_estimator: ``"k1"``, ``"k2"`` or ``"k3"``, used when an agent passes its own log-probs
+            (batched env); the single env always pays the reference share of k1.
+        max_new_tokens: length cap of a continuation.
+        max_prompt_tokens: longest allowed prompt (default: the longest prompt given); longer prompts are
+            an error, not silently cut.
+        device: where the reference model and the state live (default: the model's device, or CPU).
+        render_mode: ``"ansi"`` returns the text so far from :meth:`render`.
+        seed: seeds the first :meth:`reset` when it is called without a seed.
+    """
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+
+    def __init__(
+        self,
+        model: ModelArg = "embedded",
+        tokenizer: str | PreTrainedTokenizerBase | None = None,
+        prompts: str | Path | Sequence[str] = "embedded:train",
+        reward: str | RewardFunction | Callable = "gold",
+        beta: float = 0.05,
+        kl_estimator: str = "k1",
+        max_new_tokens: int = 24,
+        max_prompt_tokens: int | None = None,
+        device: str | torch.device | None = None,
+        render_mode: str | None = None,
+        seed: int | None = None,
+    ):
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ConfigError(f"render_mode {render_mode!r} is not supported; use 'ansi' or None")
+        self.engine = build_engine(1, model, tokenizer, prompts, reward, beta, kl_estimator, max_new_tokens,
+                                   max_prompt_tokens, device)
+        if kl_estimator != "k1":
+            warnings.warn(f"TextGenEnv pays the reference share of k1; kl_estimator={kl_estimator!r} applies only "
+                          "when an agent passes its log-probs to the batched env", stacklevel=2)
+        self.observation_space = observation_space(self.engine)
+        self.action_space = spaces.Discrete(self.engine.vocab_size)
+        self.render_mode, self._initial_seed, self._done = render_mode, seed, True
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if seed is None and self._initial_seed is not None:
+            seed, self._initial_seed = self._initial_seed, None
+        super().reset(seed=seed)
+        index = pick_prompt(self.engine, self.np_random, options)
+        self.engine.reset_rows(np.array([0]), np.array([index]))
+        self._done = False
+        return self._obs(), {"prompt": self.engine.prompts[index]}
+
+    def step(self, action):
+        if self._done:
+            raise gym.error.ResetNeeded("the episode has ended: call reset() before step()")
+        if np.ndim(action) != 0 or not np.issubdtype(np.asarray(action).dtype, np.integer):
+            raise ConfigError(f"action {action!r} is not a token id (an integer)")
+        action_t = torch.tensor([int(action)], device=self.engine.device)
+        self.engine.check_actions(action_t)
+        ref_logp, terminated = self.engine.advance(action_t, torch.ones(1, dtype=torch.bool, device=action_t.device))
+        reward = float(self.engine.kl_rewards(ref_logp, None)[0])
+        info = {"ref_logprob": float(ref_logp[0])}
+        self._done = bool(terminated[0])
+        if self._done:
+            done = self.engine.score_rows(np.array([0]))
+            reward += float(done.scores[0])
+            info.update(rm_score=float(done.scores[0]), prompt=done.prompts[0], completion=done.completions[0])
+        return self._obs(), reward, self._done, False, info
+
+    def render(self) -> str | None:
+        if self.render_mode != "ansi":
+            return None
+        e = self.engine
+        return e.prompts[e.prompt_index[0]] + e.decode_completions([0])[0]
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        return {k: v[0] for k, v in self.engine.observation().items()}
+
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        return self.engine.tok
+
+    @property
+    def ref_model(self) -> PreTrainedModel:
+        return self.engine.ref
