@@ -35,6 +35,7 @@ from gymnasium import spaces
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhf_gym.core.data import load_prompts
+from rlhf_gym.core.generation import top_p_mask
 from rlhf_gym.core.models import load_causal_lm, load_tokenizer, resolve_model_path
 from rlhf_gym.envs.engine import EpisodeEngine
 from rlhf_gym.errors import ConfigError
@@ -114,6 +115,8 @@ class TextGenEnv(gym.Env):
         device: where the reference model and the state live (default: the model's device, or CPU).
         render_mode: ``"ansi"`` returns the text so far from :meth:`render`.
         seed: seeds the first :meth:`reset` when it is called without a seed.
+        action_mask_top_p: if set, :meth:`action_masks` allows only the reference's top-p tokens (NLPO-style).
+        action_mask_min_tokens: the fewest tokens that mask keeps.
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
@@ -131,6 +134,8 @@ class TextGenEnv(gym.Env):
         device: str | torch.device | None = None,
         render_mode: str | None = None,
         seed: int | None = None,
+        action_mask_top_p: float | None = None,
+        action_mask_min_tokens: int = 100,
     ):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ConfigError(f"render_mode {render_mode!r} is not supported; use 'ansi' or None")
@@ -142,6 +147,9 @@ class TextGenEnv(gym.Env):
         self.observation_space = observation_space(self.engine)
         self.action_space = spaces.Discrete(self.engine.vocab_size)
         self.render_mode, self._initial_seed, self._done = render_mode, seed, True
+        if action_mask_top_p is not None and not 0 < action_mask_top_p <= 1:
+            raise ConfigError(f"action_mask_top_p must be in (0, 1], got {action_mask_top_p}")
+        self.action_mask_top_p, self.action_mask_min_tokens = action_mask_top_p, action_mask_min_tokens
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         if seed is None and self._initial_seed is not None:
@@ -168,6 +176,14 @@ class TextGenEnv(gym.Env):
             reward += float(done.scores[0])
             info.update(rm_score=float(done.scores[0]), prompt=done.prompts[0], completion=done.completions[0])
         return self._obs(), reward, self._done, False, info
+
+    def action_masks(self) -> np.ndarray:
+        """Allowed next tokens, for sb3-contrib's ``MaskablePPO``: all of them by default, or the reference
+        model's top-p nucleus (at least ``action_mask_min_tokens``) when ``action_mask_top_p`` is set."""
+        if self.action_mask_top_p is None:
+            return np.ones(self.engine.vocab_size, dtype=bool)
+        logits = self.engine.next_logp[0:1]
+        return top_p_mask(logits, self.action_mask_top_p, self.action_mask_min_tokens)[0].cpu().numpy()
 
     def render(self) -> str | None:
         if self.render_mode != "ansi":
