@@ -1,0 +1,160 @@
+"""A trained reward model as a :class:`~rlhf_gym.rewards.base.RewardFunction`.
+
+A reward-model directory is an ordinary Hugging Face model directory (a sequence-classification model with
+one output, safetensors weights, tokenizer files) plus ``reward_stats.json``, written by
+:func:`rlhf_gym.rewards.rm_train.train_reward_model`. :class:`LearnedReward` loads it, scores
+``prompt + completion`` texts in batches and normalises the scores with the saved statistics, so a
+reward of 0 is an average training text and 1 is one standard deviation better.
+
+>>> reward = LearnedReward("runs/rm")  # doctest: +SKIP
+>>> reward.score(["The film was"], [" wonderful."])  # doctest: +SKIP
+tensor([1.7310])
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+
+from rlhf_gym.errors import ModelError, RewardError
+
+STATS_FILE = "reward_stats.json"
+
+
+def prepare_tokenizer(model: PreTrainedModel, tokenizer: Any) -> None:
+    """Makes ``model`` and ``tokenizer`` agree on padding so the score is read at the last real token.
+
+    Sequence-classification heads of decoder models (GPT-2 and friends) read the score at the rightmost
+    token that is not ``model.config.pad_token_id``. GPT-2 has no pad token, so its EOS token is used, and
+    the model is told. Padding goes on the right; truncation drops the *start* of long texts, because the
+    end of the completion is what is being judged.
+    """
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is not None:
+            tokenizer.pad_token = tokenizer.eos_token
+        else:
+            tokenizer.add_special_tokens({"pad_token": "<pad>"})
+            model.resize_token_embeddings(len(tokenizer))
+    model.config.pad_token_id = tokenizer.pad_token_id
+    tokenizer.padding_side = "right"
+    tokenizer.truncation_side = "left"
+
+
+def sequence_rewards(
+    model: PreTrainedModel, tokenizer: Any, texts: Sequence[str], max_length: int
+) -> torch.Tensor:
+    """One forward pass: the scalar score of every text, shape ``(len(texts),)`` (keeps the graph)."""
+    device = next(model.parameters()).device
+    batch = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    return model(**batch.to(device)).logits[:, 0].float()
+
+
+class LearnedReward:
+    """Scores ``prompt + completion`` with a sequence-classification reward model.
+
+    Args:
+        path_or_model: a reward-model directory, or an in-memory model (then pass ``tokenizer`` too).
+        tokenizer: the model's tokenizer; read from the directory when omitted.
+        normalize: subtract the mean and divide by the std of the rewards on the training texts.
+        stats: ``{"mean": ..., "std": ...}``; read from ``reward_stats.json`` when omitted. Needed when
+            ``normalize`` is on.
+        device: where to run the model; defaults to where an in-memory model already is, and to CUDA when
+            available for a model loaded from a directory.
+        batch_size: texts per forward pass.
+        max_length: longer texts keep their last ``max_length`` tokens; defaults to the training length.
+
+    Puts the model in eval mode. Scores are computed without gradients and returned on the CPU.
+    """
+
+    def __init__(
+        self,
+        path_or_model: str | os.PathLike | PreTrainedModel,
+        tokenizer: Any = None,
+        *,
+        normalize: bool = True,
+        stats: Mapping[str, float] | None = None,
+        device: str | torch.device | None = None,
+        batch_size: int = 64,
+        max_length: int | None = None,
+    ):
+        saved: dict[str, Any] = {}
+        if isinstance(path_or_model, (str, os.PathLike)):
+            model, loaded_tokenizer, saved = load_reward_model(path_or_model)
+            tokenizer = tokenizer or loaded_tokenizer
+            device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+            self.name = f"LearnedReward({path_or_model})"
+        else:
+            model = path_or_model
+            if tokenizer is None:
+                raise ModelError(
+                    "LearnedReward(model) needs the model's tokenizer: LearnedReward(model, tokenizer)"
+                )
+            self.name = f"LearnedReward({type(model).__name__})"
+        if getattr(model.config, "num_labels", None) != 1:
+            raise ModelError(
+                f"{self.name}: a reward model has one output, this one has {model.config.num_labels}"
+            )
+        stats = stats if stats is not None else saved
+        if normalize and not {"mean", "std"} <= stats.keys():
+            raise ModelError(
+                f"{self.name}: no reward statistics to normalise with; pass stats= or normalize=False"
+            )
+        self.mean = float(stats["mean"]) if normalize else 0.0
+        self.std = float(stats["std"]) if normalize else 1.0
+        self.model = model.to(device) if device is not None else model
+        self.model.eval()
+        self.tokenizer = tokenizer
+        prepare_tokenizer(self.model, self.tokenizer)
+        self.batch_size = batch_size
+        self.max_length = max_length or saved.get("max_length") or _position_limit(self.model, tokenizer)
+
+    @torch.no_grad()  # not inference_mode: callers may use the scores in autograd expressions
+    def score(self, prompts: Sequence[str], completions: Sequence[str]) -> torch.Tensor:
+        """Normalised scores of ``prompt + completion``, float32 tensor of shape ``(N,)`` on the CPU."""
+        if len(prompts) != len(completions):
+            raise RewardError(f"{self.name}: got {len(prompts)} prompts but {len(completions)} completions")
+        texts = [p + c for p, c in zip(prompts, completions, strict=True)]
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths share a batch
+        raw = torch.empty(len(texts))
+        for start in range(0, len(texts), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            raw[chunk] = sequence_rewards(
+                self.model, self.tokenizer, [texts[i] for i in chunk], self.max_length
+            ).cpu()
+        return (raw - self.mean) / self.std
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+def load_reward_model(path: str | os.PathLike) -> tuple[PreTrainedModel, Any, dict[str, Any]]:
+    """Loads ``(model, tokenizer, stats)`` from a reward-model directory; ``stats`` is ``{}`` if absent."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise ModelError(f"{path}: not a reward-model directory (no config.json)")
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(path)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as e:
+        raise ModelError(f"{path}: cannot load the reward model ({str(e).strip().splitlines()[0]})") from e
+    stats_path = path / STATS_FILE
+    try:
+        stats = json.loads(stats_path.read_text(encoding="utf-8")) if stats_path.is_file() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelError(f"{stats_path}: not valid JSON ({e})") from e
+    return model, tokenizer, stats
+
+
+def _position_limit(model: PreTrainedModel, tokenizer: Any) -> int:
+    limits = [
+        getattr(model.config, "max_position_embeddings", None),
+        getattr(model.config, "n_positions", None),
+    ]
+    limits.append(tokenizer.model_max_length if tokenizer.model_max_length < 1e9 else None)
+    return min((n for n in limits if n), default=512)
