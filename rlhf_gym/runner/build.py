@@ -1,0 +1,97 @@
+"""From a resolved config to live objects: seeds, prompts, the batched environment, the gold judge, the agent.
+
+Everything here raises :class:`~rlhf_gym.errors.RLHFGymError` subclasses for bad input, and nothing here
+writes files, so commands build everything before they create an output directory.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlhf_gym.core.data import load_prompts
+from rlhf_gym.envs import TextGenVecEnv
+from rlhf_gym.errors import ConfigError
+from rlhf_gym.rewards import make_reward
+from rlhf_gym.rewards.base import RewardFunction
+from rlhf_gym.runner.config import EnvConfig, ResolvedConfig, RunConfig
+from rlhf_gym.runner.registry import algo_spec
+
+
+def seed_everything(run: RunConfig) -> None:
+    """Seeds Python, NumPy and torch, and fixes torch's thread count if ``run.torch_threads`` is set."""
+    if run.torch_threads:
+        torch.set_num_threads(run.torch_threads)
+    random.seed(run.seed)
+    np.random.seed(run.seed)
+    torch.manual_seed(run.seed)
+
+
+def resolve_device(device: str | None) -> str:
+    """``None`` -> ``"cuda"`` when available, else ``"cpu"``; a CUDA device without CUDA is an error."""
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"run.device={device!r} but CUDA is not available here; use run.device=cpu")
+    return device
+
+
+def env_prompts(env: EnvConfig, which: str = "train") -> list[str]:
+    """The training (``which="train"``) or evaluation prompts of an env config."""
+    if which == "train":
+        return load_prompts(env.prompts, split=env.split, n=env.n_prompts, column=env.prompt_column,
+                            prompt_words=env.prompt_words)
+    return load_prompts(env.eval_prompts, split=env.eval_split, n=env.n_eval_prompts, column=env.prompt_column,
+                        prompt_words=env.prompt_words)
+
+
+def make_env(cfg: ResolvedConfig, prompts: list[str] | None = None, reward: Any = None) -> TextGenVecEnv:
+    """The batched environment of a run (``prompts``/``reward`` replace the config's when given)."""
+    e = cfg.env
+    return TextGenVecEnv(
+        num_envs=e.num_envs, model=e.model, tokenizer=e.tokenizer,
+        prompts=prompts if prompts is not None else env_prompts(e),
+        reward=reward if reward is not None else e.reward, beta=e.beta, kl_estimator=e.kl_estimator,
+        max_new_tokens=e.max_new_tokens, max_prompt_tokens=e.max_prompt_tokens,
+        device=resolve_device(cfg.run.device), seed=cfg.run.seed,
+    )
+
+
+def make_gold(cfg: ResolvedConfig, env: TextGenVecEnv) -> RewardFunction | None:
+    """The gold judge reported at evaluation (the env's reward object itself when both name the same spec)."""
+    if cfg.env.gold is None:
+        return None
+    if cfg.env.gold == cfg.env.reward:
+        return env.engine.reward_fn
+    return make_reward(cfg.env.gold)
+
+
+def agent_class(cfg: ResolvedConfig) -> Any:
+    """The agent class of ``cfg.agent.algo`` (native agents come with PPO-ptx, see :mod:`rlhf_gym.runner.ptx`)."""
+    spec = algo_spec(cfg.agent.algo)
+    if spec.kind != "native":
+        raise ConfigError(f"agent.algo={cfg.agent.algo!r} is a Stable-Baselines3 algorithm; it is trained by "
+                          "rlhf_gym.runner.sb3_run, not as a native agent")
+    return spec.agent_class()
+
+
+def agent_kwargs(cfg: ResolvedConfig) -> dict[str, Any]:
+    """The agent's hyperparameters as keyword arguments, with the device resolved."""
+    kwargs = dict(vars(cfg.agent.config))
+    if "device" in kwargs:
+        kwargs["device"] = resolve_device(kwargs["device"])
+    return kwargs
+
+
+def make_agent(cfg: ResolvedConfig, env: TextGenVecEnv, policy: str | Path | None = None) -> Any:
+    """A fresh agent for ``env`` (``policy`` defaults to a trainable copy of the env's reference model)."""
+    return agent_class(cfg)(env, policy=policy, **agent_kwargs(cfg))
+
+
+def load_agent(cfg: ResolvedConfig, env: TextGenVecEnv, path: str | Path) -> Any:
+    """An agent restored from its checkpoint directory ``path`` (``agent/`` inside a run checkpoint)."""
+    return agent_class(cfg).load(path, env=env, device=agent_kwargs(cfg).get("device"))

@@ -1,0 +1,228 @@
+"""The training loop of ``rlhf-gym train``: build, learn, evaluate, checkpoint, resume.
+
+A run directory ``DIR`` holds ``config.yaml`` (the resolved config), ``metrics.jsonl``, ``samples.jsonl``,
+``checkpoints/step-N/`` (see :mod:`rlhf_gym.runner.checkpoint`) and, when training has finished,
+``result.json`` (the final evaluation and the wall time).
+
+Order of work, chosen so that a run killed at any instant resumes exactly:
+
+1. everything is built (config, prompts, environment, reward, agent) before ``DIR`` is created, so bad input
+   leaves nothing behind;
+2. the starting policy is evaluated and logged at step 0;
+3. after every policy update the agent calls back: rollout samples are logged, the policy is evaluated when
+   due, the metrics row is appended, and then — last — a checkpoint is saved when due;
+4. ``--resume`` restores the newest complete checkpoint (weights, optimizer, KL controller, every RNG,
+   counters), drops metrics and samples logged after it, and continues with the same remaining budget, so
+   the final rows equal those of a run that was never interrupted (on the same machine and thread count).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from rlhf_gym.errors import ConfigError
+from rlhf_gym.runner import checkpoint as ckpt
+from rlhf_gym.runner import quiet_hf_progress
+from rlhf_gym.runner.build import env_prompts, load_agent, make_agent, make_env, make_gold, seed_everything
+from rlhf_gym.runner.config import ResolvedConfig, dump_config, load_resolved_config
+from rlhf_gym.runner.tracking import Tracker
+
+CONFIG_FILE, RESULT_FILE = "config.yaml", "result.json"
+RESULT_KEYS = ("gold_reward", "rm_reward", "kl", "perplexity", "distinct_1", "distinct_2", "mean_length")
+#: Run settings that may change on --resume: they do not change what the agent learns.
+RESUMABLE_RUN_KEYS = ("total_timesteps", "checkpoint_every", "keep_checkpoints")
+
+
+def progress_bar(console: Console, enabled: bool = True) -> Progress:
+    """The rich progress bar every long command uses: bar, count, elapsed, ETA and a status text."""
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
+                    console=console, disable=not enabled, transient=False)
+
+
+def evaluate_policy(agent: Any, env: Any, prompts: list[str], gold: Any, cfg: ResolvedConfig) -> dict[str, Any]:
+    """Held-out evaluation of the agent's policy (see :func:`rlhf_gym.agents.evaluation.evaluate`)."""
+    from rlhf_gym.agents.evaluation import evaluate
+
+    out = evaluate(agent, env, prompts=prompts, n=cfg.run.eval_episodes, seed=cfg.run.seed,
+                   temperature=getattr(agent.config, "temperature", 1.0), gold_fn=gold)
+    if gold is None:
+        out.pop("gold_reward", None)
+    return out
+
+
+def _eval_row(result: dict[str, Any]) -> dict[str, float]:
+    return {f"eval/{k}": result[k] for k in RESULT_KEYS if k in result}
+
+
+def _eval_samples(result: dict[str, Any], n: int) -> list[dict[str, Any]]:
+    return [{k: s[k] for k in ("prompt", "completion", "gold", "rm", "kl")} for s in result["samples"][:n]]
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns (also written to ``DIR/result.json``)."""
+
+    run_dir: Path
+    eval: dict[str, float]
+    steps: int
+    updates: int
+    wall_time: float
+    initial_eval: dict[str, float] = field(default_factory=dict)
+
+
+def prepare_run(out: Path, env_file: str | None, agent_file: str | None, overrides: list[str] | None,
+                resume: bool) -> ResolvedConfig:
+    """The run's config: from the presets for a new run, from ``DIR/config.yaml`` when resuming."""
+    if not resume:
+        if env_file is None or agent_file is None:
+            raise ConfigError("a new run needs --env FILE and --agent FILE (or --resume to continue one)")
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise ConfigError(f"{out} already holds files; pass --resume to continue that run or choose a new --out")
+        from rlhf_gym.runner.config import load_run_config
+
+        return load_run_config(env_file, agent_file, overrides)
+    if not (out / CONFIG_FILE).is_file():
+        raise ConfigError(f"cannot resume: {out / CONFIG_FILE} does not exist (was {out} made by rlhf-gym train?)")
+    bad = [o for o in overrides or [] if not any(o.startswith(f"run.{k}=") for k in RESUMABLE_RUN_KEYS)]
+    if bad:
+        raise ConfigError(f"--set {bad[0]} cannot change a run being resumed (that would not continue it exactly); "
+                          f"only run.{', run.'.join(RESUMABLE_RUN_KEYS)} may change")
+    cfg = load_resolved_config(out / CONFIG_FILE, overrides)
+    if env_file is not None and agent_file is not None:
+        from rlhf_gym.runner.config import load_run_config
+
+        given = load_run_config(env_file, agent_file, overrides).to_dict()
+        saved = cfg.to_dict()
+        for section in ("env", "agent"):
+            for key, value in given[section].items():
+                if saved[section].get(key) != value:
+                    raise ConfigError(f"--resume: {section}.{key} is {value!r} in the given presets but "
+                                      f"{saved[section].get(key)!r} in {out / CONFIG_FILE}; drop --env/--agent to "
+                                      "resume with the saved config")
+    return cfg
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def train(cfg: ResolvedConfig, out: str | Path, *, resume: bool = False, wandb_mode: str | None = "disabled",
+          console: Console | None = None, progress: bool = True) -> TrainResult:
+    """Trains the agent of ``cfg`` into run directory ``out`` (see the module docstring)."""
+    out = Path(out)
+    console = console or Console(stderr=True)
+    quiet_hf_progress()
+    start_time = time.perf_counter()
+    seed_everything(cfg.run)
+    env = make_env(cfg)
+    eval_prompts = env_prompts(cfg.env, "eval")
+    gold = make_gold(cfg, env)
+    last = ckpt.latest_checkpoint(out) if resume else None
+    if last is not None:
+        agent = load_agent(cfg, env, last / "agent")
+        state = ckpt.load_checkpoint(last)  # restores the global RNG states too
+        console.print(f"resuming {out} from {last.name}: {state['step']} tokens, {state['updates']} updates")
+    else:
+        agent = make_agent(cfg, env)
+        state = {"step": 0, "updates": 0, "wall_time": 0.0, "initial_eval": None}
+    prior_wall = float(state["wall_time"])
+
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_atomic(out / CONFIG_FILE, dump_config(cfg))
+        tracker = Tracker(out, cfg.to_dict(), wandb_mode=wandb_mode, resume_step=state["step"] if last else None)
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    if tracker.note:
+        console.print(f"[yellow]W&B:[/] {tracker.note}")
+
+    run = cfg.run
+    result: dict[str, Any] = {}
+    try:
+        if last is None:
+            initial = evaluate_policy(agent, env, eval_prompts, gold, cfg)
+            state["initial_eval"] = {k: initial[k] for k in RESULT_KEYS if k in initial}
+            tracker.log({"step": 0, **_eval_row(initial)})
+            tracker.log_samples(0, _eval_samples(initial, run.samples_per_update), kind="eval")
+            result = initial
+        bar = progress_bar(console, progress)
+        task = bar.add_task(f"{cfg.agent.algo} on {cfg.env.task}", total=run.total_timesteps,
+                            completed=min(agent.num_timesteps, run.total_timesteps), status="")
+
+        def on_update(metrics: dict) -> bool:
+            nonlocal result
+            updates, step = agent.num_rollouts, agent.num_timesteps
+            final = step >= run.total_timesteps
+            row = dict(metrics)
+            rows = [{"prompt": p, "completion": c, "score": s} for p, c, s in agent.last_rollout_texts]
+            tracker.log_samples(step, rows[: run.samples_per_update])
+            if final or (run.eval_every and updates % run.eval_every == 0):
+                result = evaluate_policy(agent, env, eval_prompts, gold, cfg)
+                row.update(_eval_row(result))
+                tracker.log_samples(step, _eval_samples(result, run.samples_per_update), kind="eval")
+                bar.console.print(f"step {step}: " + "  ".join(f"{k}={result[k]:.3f}" for k in RESULT_KEYS[:4]
+                                                                if k in result))
+            tracker.log(row)
+            if final or (run.checkpoint_every and updates % run.checkpoint_every == 0):
+                wall = prior_wall + time.perf_counter() - start_time
+                ckpt.save_checkpoint(out, step, agent.save, {"updates": updates, "wall_time": wall,
+                                                             "initial_eval": state["initial_eval"]},
+                                     keep=run.keep_checkpoints)
+            bar.update(task, completed=min(step, run.total_timesteps),
+                       status=f"score {metrics.get('objective/scores', float('nan')):+.3f} "
+                              f"kl {metrics.get('objective/kl', float('nan')):.2f}")
+            return True
+
+        remaining = run.total_timesteps - agent.num_timesteps
+        with bar:
+            if remaining > 0:
+                agent.learn(remaining, callback=on_update)
+        if not result:  # resumed a run whose training had already finished
+            result = evaluate_policy(agent, env, eval_prompts, gold, cfg)
+        wall = prior_wall + time.perf_counter() - start_time
+        final = TrainResult(out, {k: result[k] for k in RESULT_KEYS if k in result}, agent.num_timesteps,
+                            agent.num_rollouts, wall, state.get("initial_eval") or {})
+        _write_atomic(out / RESULT_FILE, json.dumps({"eval": final.eval, "initial_eval": final.initial_eval,
+                                                     "steps": final.steps, "updates": final.updates,
+                                                     "wall_time": wall}, indent=1))
+        tracker.summary({**{f"eval/{k}": v for k, v in final.eval.items()}, "wall_time": wall})
+        return final
+    finally:
+        tracker.close()
+
+
+def result_line(result: dict[str, float], **extra: float) -> str:
+    """``RESULT key=value ...`` (plain numbers) for the last line of a command's output."""
+    items = {**{k: result[k] for k in ("gold_reward", "rm_reward", "kl", "perplexity", "distinct_2") if k in result},
+             **extra}
+    return "RESULT " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in items.items())
+
+
+def load_run(run_dir: str | Path) -> ResolvedConfig:
+    """The resolved config of a run directory."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise ConfigError(f"{run_dir} is not a run directory (no {CONFIG_FILE}); make one with rlhf-gym train")
+    return load_resolved_config(run_dir / CONFIG_FILE)
