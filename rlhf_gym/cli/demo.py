@@ -1,79 +1,101 @@
-"""``rlhf-gym demo``: a rollout and evaluation of the default environment on the embedded world."""
+"""``rlhf-gym demo``: the whole RLHF pipeline on the embedded world, offline, in minutes on a CPU."""
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
-import numpy as np
-import torch
 from rich.console import Console
-from rich.progress import Progress
 from rich.table import Table
 
-from rlhf_gym.core.generation import sample
-from rlhf_gym.envs import TextGenVecEnv
-from rlhf_gym.errors import ConfigError
+EPILOG = """\
+what happens (all offline, on the embedded review world):
+  1. the shipped tiny GPT-2 continues review openings; simulated annotators compare pairs of continuations
+     (Bradley-Terry on the gold judge, VADER sentiment, with label noise)  -> OUT/prefs.jsonl
+  2. a reward model (tiny GPT-2 + scalar head) learns the comparisons   -> OUT/reward-model/
+  3. PPO trains the policy against the reward model, with the KL penalty -> OUT/ppo/ (a run directory)
+  4. held-out prompts are scored before and after by the gold judge the agent never saw
+
+examples:
+  rlhf-gym demo                              # about 5-10 minutes on 2 CPU cores
+  rlhf-gym demo --ppo-steps 6000 --comparisons 300 --eval-episodes 32   # a quick look
+  rlhf-gym demo --prefs my_prefs.jsonl       # your own comparisons instead of simulated ones
+  rlhf-gym demo --beta 0.0                   # no KL penalty: watch the reward model get over-optimised
+
+then: rlhf-gym report --run OUT/ppo ; rlhf-gym eval --run OUT/ppo
+"""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "demo",
-        help="run the default environment on the embedded world and report what happened",
-        description="Samples continuations of held-out review openings with the shipped tiny GPT-2, scores "
-        "them through the batched environment (gold judge minus the KL penalty) and prints samples and "
-        "figures. Runs offline in seconds. The last line is `RESULT key=value ...`.",
+        "demo", help="the whole pipeline on the embedded world: comparisons -> reward model -> PPO -> gold eval",
+        description="Simulates comparisons, trains a reward model on them, trains PPO against it with the KL "
+        "penalty and evaluates before and after on the gold judge. Prints a before/after table and sample "
+        "continuations, draws the training curves, and ends with `RESULT gold_gain=... rm_gain=... kl=...`.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--episodes", type=int, default=128, help="number of episodes to roll out (default 128)")
-    p.add_argument("--batch-size", type=int, default=32, help="episodes per batch (default 32)")
-    p.add_argument("--max-new-tokens", type=int, default=24, help="length cap of a continuation (default 24)")
+    p.add_argument("--out", metavar="DIR", help="output directory (default: runs/demo-YYYYmmdd-HHMMSS)")
+    p.add_argument("--prefs", metavar="FILE", help="use these preference pairs instead of simulating comparisons")
+    p.add_argument("--comparisons", type=int, default=1000, help="simulated comparisons (default 1000)")
+    p.add_argument("--annotator-noise", type=float, default=0.1, help="label flip rate of the noisy annotator (default 0.1)")
+    p.add_argument("--rm-epochs", type=int, default=2, help="reward-model epochs (default 2)")
+    p.add_argument("--ppo-steps", type=int, default=24_000, help="PPO budget in generated tokens (default 24000)")
     p.add_argument("--beta", type=float, default=0.05, help="KL coefficient β (default 0.05)")
+    p.add_argument("--max-new-tokens", type=int, default=16, help="continuation length cap (default 16)")
+    p.add_argument("--eval-episodes", type=int, default=128, help="held-out prompts evaluated (default 128)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--model", default="embedded", help=argparse.SUPPRESS)  # tests use a tiny local model
+    p.add_argument("--wandb", choices=("online", "offline", "disabled"), default="disabled",
+                   help="mirror the PPO run to W&B (default disabled)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.episodes < 1 or args.batch_size < 1:
-        raise ConfigError("--episodes and --batch-size must be >= 1")
-    console = Console()
-    torch.manual_seed(args.seed)
-    env = TextGenVecEnv(num_envs=args.batch_size, prompts="embedded:eval", reward="gold", beta=args.beta,
-                        max_new_tokens=args.max_new_tokens, seed=args.seed)
-    env.reset(seed=args.seed)
-    e, policy = env.engine, env.engine.ref  # the starting policy is the reference model itself
-    n_params = sum(p.numel() for p in policy.parameters())
-    console.print(f"[bold]rlhf-gym demo[/] — env rlhf_gym/Sentiment-v0, policy = reference = embedded tiny GPT-2 "
-                  f"({n_params / 1e6:.2f}M parameters), reward = VADER gold judge − {args.beta}·KL")
-    gen = torch.Generator().manual_seed(args.seed)
-    scores, returns, lengths, samples = [], [], [], []
-    tokens_total, start = 0, time.perf_counter()
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("rolling out episodes", total=args.episodes)
-        for done in range(0, args.episodes, args.batch_size):
-            n = min(args.batch_size, args.episodes - done)
-            ids, mask, idx = env.sample_prompts(n)
-            out = sample(policy, ids, mask, max_new_tokens=args.max_new_tokens, eos_token_id=e.eos,
-                         pad_token_id=e.pad, generator=gen)
-            scored = env.score_episodes(ids, mask, out.tokens, out.mask, idx, logprobs=out.logprobs)
-            scores += scored.scores.tolist()
-            returns += scored.rewards.sum(1).tolist()
-            lengths += out.mask.sum(1).tolist()
-            tokens_total += int(out.mask.sum())
-            samples += list(zip(scored.prompts, scored.completions, scored.scores.tolist()))
-            progress.advance(task, n)
-    elapsed = time.perf_counter() - start
-    table = Table(title="sample continuations (prompt | continuation | gold)")
-    table.add_column("prompt", style="cyan")
-    table.add_column("continuation")
-    table.add_column("gold", justify="right")
-    for prompt, completion, score in samples[:8]:
-        table.add_row(prompt, completion, f"{score:+.2f}")
+    from rlhf_gym.runner import quiet_hf_progress
+    from rlhf_gym.runner.demo import DemoConfig, run_demo
+    from rlhf_gym.runner.report import write_report
+    from rlhf_gym.runner.tracking import read_jsonl
+    from rlhf_gym.runner.train import RESULT_KEYS
+
+    quiet_hf_progress()
+    out = Path(args.out or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}")
+    cfg = DemoConfig(out=out, model=args.model, prefs=args.prefs, comparisons=args.comparisons,
+                     annotator_noise=args.annotator_noise, rm_epochs=args.rm_epochs, ppo_timesteps=args.ppo_steps,
+                     beta=args.beta, max_new_tokens=args.max_new_tokens, eval_episodes=args.eval_episodes,
+                     seed=args.seed)
+    console = Console(highlight=False)
+    console.print(f"[bold]rlhf-gym demo[/] -> {out}")
+    s = run_demo(cfg, console, wandb_mode=args.wandb)
+
+    table = Table(title=f"held-out evaluation, {cfg.eval_episodes} prompts (gold = VADER, never seen by the agent)")
+    table.add_column("")
+    short = {"gold_reward": "gold", "rm_reward": "RM", "kl": "KL", "perplexity": "ppl", "distinct_1": "dist-1",
+             "distinct_2": "dist-2", "mean_length": "length"}
+    for k in RESULT_KEYS:
+        table.add_column(short[k], justify="right")
+    for label in ("before", "after"):
+        table.add_row(label, *(f"{s[label][k]:.3f}" for k in RESULT_KEYS))
+    table.add_row("change", *(f"{s['after'][k] - s['before'][k]:+.3f}" for k in RESULT_KEYS), style="bold")
     console.print(table)
-    gold = float(np.mean(scores))
-    console.print(f"{len(scores)} episodes, {tokens_total} tokens in {elapsed:.1f}s ({tokens_total / elapsed:.0f} "
-                  f"tokens/s); mean gold score {gold:+.3f} (VADER, −1…1), mean return {np.mean(returns):+.3f}, "
-                  f"mean length {np.mean(lengths):.1f} tokens")
-    console.print(f"RESULT gold_reward={gold:.4f} mean_return={np.mean(returns):.4f} episodes={len(scores)} "
-                  f"mean_length={np.mean(lengths):.2f} tokens_per_second={tokens_total / elapsed:.1f}",
-                  soft_wrap=True, highlight=False)
+
+    samples = [r for r in read_jsonl(out / "ppo" / "samples.jsonl") if r.get("kind") == "eval"]
+    if samples:
+        before = [r for r in samples if r["step"] == 0]
+        after = [r for r in samples if r["step"] == max(x["step"] for x in samples)]
+        st = Table(title="the same held-out prompts, before -> after PPO (gold score)")
+        for col in ("prompt", "before", "gold", "after", "gold "):
+            st.add_column(col, justify="right" if col.startswith("gold") else "left")
+        for b, a in zip(before, after):
+            st.add_row(b["prompt"], b["completion"], f"{b['gold']:+.2f}", a["completion"], f"{a['gold']:+.2f}")
+        console.print(st)
+    png, md = write_report(out / "ppo")
+    t = s["timings"]
+    console.print(f"curves: {png}   report: {md}   summary: {out / 'summary.json'}")
+    console.print(f"time: comparisons {t['comparisons']:.0f}s, reward model {t['reward_model']:.0f}s, "
+                  f"PPO + evaluation {t['ppo']:.0f}s, total {t['total']:.0f}s")
+    rm_acc = s["reward_model"].get("rm/val_accuracy", float("nan"))
+    console.print(f"RESULT gold_gain={s['gold_gain']:.4f} rm_gain={s['rm_gain']:.4f} kl={s['kl']:.4f} "
+                  f"gold_before={s['before']['gold_reward']:.4f} gold_after={s['after']['gold_reward']:.4f} "
+                  f"rm_accuracy={rm_acc:.4f} seconds={t['total']:.1f}", soft_wrap=True)
     return 0

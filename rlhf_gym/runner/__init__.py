@@ -14,11 +14,13 @@ See ``docs/runner.md``.
 
 
 def quiet_hf_progress() -> None:
-    """Turns off Hugging Face's per-file progress bars (saving a checkpoint every update would print them)."""
+    """Turns off Hugging Face's per-file progress bars and load reports (for the CLI: saving a checkpoint every
+    update would print them, and a reward model's fresh score head is expected, not news)."""
     try:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
     except ImportError:
         pass
     try:
