@@ -41,6 +41,7 @@ from rlhf_gym.runner import checkpoint as ckpt
 from rlhf_gym.runner import quiet_hf_progress
 from rlhf_gym.runner.build import env_prompts, load_agent, make_agent, make_env, make_gold, seed_everything
 from rlhf_gym.runner.config import ResolvedConfig, dump_config, load_resolved_config
+from rlhf_gym.runner.registry import algo_spec
 from rlhf_gym.runner.tracking import Tracker
 
 CONFIG_FILE, RESULT_FILE = "config.yaml", "result.json"
@@ -61,7 +62,7 @@ def evaluate_policy(agent: Any, env: Any, prompts: list[str], gold: Any, cfg: Re
     from rlhf_gym.agents.evaluation import evaluate
 
     out = evaluate(agent, env, prompts=prompts, n=cfg.run.eval_episodes, seed=cfg.run.seed,
-                   temperature=getattr(agent.config, "temperature", 1.0), gold_fn=gold)
+                   temperature=getattr(getattr(agent, "config", None), "temperature", 1.0), gold_fn=gold)
     if gold is None:
         out.pop("gold_reward", None)
     return out
@@ -125,6 +126,34 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _open_run(out: Path, cfg: ResolvedConfig, wandb_mode: str | None, resume_step: int | None,
+              console: Console) -> Tracker:
+    """Creates the run directory (removed again if this fails), writes ``config.yaml``, starts tracking."""
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_atomic(out / CONFIG_FILE, dump_config(cfg))
+        tracker = Tracker(out, cfg.to_dict(), wandb_mode=wandb_mode, resume_step=resume_step)
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    if tracker.note:
+        console.print(f"[yellow]W&B:[/] {tracker.note}")
+    return tracker
+
+
+def _finish(out: Path, tracker: Tracker, initial: dict, final: dict, steps: int, updates: int,
+            wall: float) -> TrainResult:
+    """Writes ``result.json`` and the W&B summary."""
+    result = TrainResult(out, {k: final[k] for k in RESULT_KEYS if k in final}, steps, updates, wall,
+                         {k: initial[k] for k in RESULT_KEYS if k in (initial or {})})
+    _write_atomic(out / RESULT_FILE, json.dumps({"eval": result.eval, "initial_eval": result.initial_eval,
+                                                 "steps": steps, "updates": updates, "wall_time": wall}, indent=1))
+    tracker.summary({**{f"eval/{k}": v for k, v in result.eval.items()}, "wall_time": wall})
+    return result
+
+
 def train(cfg: ResolvedConfig, out: str | Path, *, resume: bool = False, wandb_mode: str | None = "disabled",
           console: Console | None = None, progress: bool = True) -> TrainResult:
     """Trains the agent of ``cfg`` into run directory ``out`` (see the module docstring)."""
@@ -132,6 +161,8 @@ def train(cfg: ResolvedConfig, out: str | Path, *, resume: bool = False, wandb_m
     console = console or Console(stderr=True)
     quiet_hf_progress()
     start_time = time.perf_counter()
+    if algo_spec(cfg.agent.algo).kind == "sb3":
+        return _train_sb3(cfg, out, resume, wandb_mode, console, progress, start_time)
     seed_everything(cfg.run)
     env = make_env(cfg)
     eval_prompts = env_prompts(cfg.env, "eval")
@@ -145,18 +176,7 @@ def train(cfg: ResolvedConfig, out: str | Path, *, resume: bool = False, wandb_m
         agent = make_agent(cfg, env)
         state = {"step": 0, "updates": 0, "wall_time": 0.0, "initial_eval": None}
     prior_wall = float(state["wall_time"])
-
-    created = not out.exists()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        _write_atomic(out / CONFIG_FILE, dump_config(cfg))
-        tracker = Tracker(out, cfg.to_dict(), wandb_mode=wandb_mode, resume_step=state["step"] if last else None)
-    except BaseException:
-        if created:
-            shutil.rmtree(out, ignore_errors=True)
-        raise
-    if tracker.note:
-        console.print(f"[yellow]W&B:[/] {tracker.note}")
+    tracker = _open_run(out, cfg, wandb_mode, state["step"] if last else None, console)
 
     run = cfg.run
     result: dict[str, Any] = {}
@@ -202,13 +222,30 @@ def train(cfg: ResolvedConfig, out: str | Path, *, resume: bool = False, wandb_m
         if not result:  # resumed a run whose training had already finished
             result = evaluate_policy(agent, env, eval_prompts, gold, cfg)
         wall = prior_wall + time.perf_counter() - start_time
-        final = TrainResult(out, {k: result[k] for k in RESULT_KEYS if k in result}, agent.num_timesteps,
-                            agent.num_rollouts, wall, state.get("initial_eval") or {})
-        _write_atomic(out / RESULT_FILE, json.dumps({"eval": final.eval, "initial_eval": final.initial_eval,
-                                                     "steps": final.steps, "updates": final.updates,
-                                                     "wall_time": wall}, indent=1))
-        tracker.summary({**{f"eval/{k}": v for k, v in final.eval.items()}, "wall_time": wall})
-        return final
+        return _finish(out, tracker, state.get("initial_eval") or {}, result, agent.num_timesteps,
+                       agent.num_rollouts, wall)
+    finally:
+        tracker.close()
+
+
+def _train_sb3(cfg: ResolvedConfig, out: Path, resume: bool, wandb_mode: str | None, console: Console,
+               progress: bool, start_time: float) -> TrainResult:
+    """A stock SB3 run (see :mod:`rlhf_gym.runner.sb3_run`); not exactly resumable: --resume restarts it."""
+    from rlhf_gym.runner.sb3_run import build_sb3, learn_sb3
+
+    if resume and (out / RESULT_FILE).is_file():
+        saved = json.loads((out / RESULT_FILE).read_text())
+        return TrainResult(out, saved["eval"], saved["steps"], saved["updates"], saved["wall_time"],
+                           saved["initial_eval"])
+    built = build_sb3(cfg)
+    if resume:
+        console.print(f"[yellow]{cfg.agent.algo} runs cannot resume exactly (SB3 state is pickled): restarting {out}")
+        shutil.rmtree(out / ckpt.CHECKPOINTS, ignore_errors=True)
+    tracker = _open_run(out, cfg, wandb_mode, None, console)
+    try:
+        with progress_bar(console, progress) as bar:
+            initial, final, steps, updates = learn_sb3(built, cfg, out, tracker, bar, evaluate_policy)
+        return _finish(out, tracker, initial, final, steps, updates, time.perf_counter() - start_time)
     finally:
         tracker.close()
 
