@@ -157,3 +157,38 @@ def test_train_eval_report_on_a_tiny_model(tmp_path, tiny_presets, capsys):
 
     assert main(args) == 2  # the run exists: refuse to overwrite it
     assert "pass --resume" in capsys.readouterr().err
+
+
+def test_stock_sb3_run_has_the_same_files(tmp_path, tiny_presets, capsys):
+    env, _ = tiny_presets
+    agent = tmp_path / "sb3.yaml"
+    agent.write_text("algo: sb3-ppo\nn_steps: 8\nbatch_size: 16\nn_epochs: 1\nrun:\n  total_timesteps: 64\n"
+                     "  eval_episodes: 4\n")
+    out = tmp_path / "sb3"
+    assert main(["train", "--env", str(env), "--agent", str(agent), "--out", str(out), "--no-progress",
+                 "--wandb", "disabled"]) == 0
+    rows = read_jsonl(out / "metrics.jsonl")
+    assert rows[0]["step"] == 0 and rows[-1]["step"] >= 64 and "objective/kl" in rows[-1] and "eval/kl" in rows[-1]
+    assert main(["eval", "--run", str(out), "--episodes", "4"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("RESULT gold_reward=")
+
+
+def test_bench_matrix_is_resumable_and_tabulated(tmp_path, tiny_presets, capsys):
+    env, agent = tiny_presets
+    a2c = tmp_path / "a2c.yaml"
+    a2c.write_text("algo: a2c\nbatch_size: 4\nminibatch_size: 2\nrun:\n  eval_episodes: 4\n")
+    args = ["bench", "--agents", str(agent), str(a2c), "--envs", str(env), "--seeds", "2", "--out",
+            str(tmp_path / "bench"), "--set", "run.total_timesteps=24", "--wandb", "disabled"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert out.strip().splitlines()[-1].startswith("RESULT runs=4 env.agent.gold_reward=")
+    runs = sorted(p.relative_to(tmp_path / "bench") for p in (tmp_path / "bench").glob("*/*/seed-*"))
+    assert [str(p) for p in runs] == ["env/a2c/seed-0", "env/a2c/seed-1", "env/agent/seed-0", "env/agent/seed-1"]
+    table = (tmp_path / "bench" / "results.md").read_text()
+    assert "| env | agent | 2 |" in table and " ± " in table and (tmp_path / "bench" / "curves.png").is_file()
+
+    done = tmp_path / "bench" / "env" / "a2c" / "seed-1"
+    (done / "result.json").unlink()  # as if it had been interrupted after its last checkpoint
+    assert main(args) == 0
+    assert "4 runs (3 already done)" in capsys.readouterr().out
+    assert (done / "result.json").is_file()

@@ -1,0 +1,83 @@
+"""``rlhf-gym bench``: agents × environments × seeds into a GRUE-style table (resumable)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from rlhf_gym.cli.train import add_wandb_flag
+
+EPILOG = """\
+examples:
+  # 2 agents x 1 env x 2 seeds on the embedded world
+  rlhf-gym bench --agents agents/ppo.yaml agents/a2c.yaml --envs envs/sentiment.yaml --seeds 2 --out runs/bench
+
+  # the same budget for every cell, and a shorter run
+  rlhf-gym bench --agents agents/ppo.yaml agents/nlpo.yaml --envs envs/sentiment.yaml envs/sentiment-rm.yaml \\
+      --seeds 3 --out runs/bench-rm --set run.total_timesteps=10000
+
+  # interrupted? run the same command again: finished runs are skipped, the others resume exactly
+
+layout: OUT/ENV/AGENT/seed-S/ (ordinary run directories), OUT/results.md, OUT/results.json, OUT/curves.png
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench", help="agents x envs x seeds -> a table of gold reward, RM reward, KL, perplexity, distinct-2, time",
+        description="Trains every agent preset on every env preset with seeds 0..N-1 (one run directory each), "
+        "then writes a GRUE-style table (mean ± std over seeds of the final held-out evaluation) and curves. "
+        "Resumable: rerun the same command to continue. The last line is `RESULT runs=N ENV.AGENT.gold_reward=...`.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--agents", nargs="+", metavar="FILE", required=True, help="agent presets")
+    p.add_argument("--envs", nargs="+", metavar="FILE", required=True, help="environment presets")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per cell, 0..N-1 (default 3)")
+    p.add_argument("--out", metavar="DIR", required=True, help="benchmark directory")
+    p.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[],
+                   help="override a field in every run, e.g. run.total_timesteps=10000 (repeatable)")
+    add_wandb_flag(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rlhf_gym.runner import quiet_hf_progress
+    from rlhf_gym.runner.bench import COLUMNS, plan, run_matrix, write_summary
+    from rlhf_gym.runner.train import progress_bar
+
+    quiet_hf_progress()
+    console = Console(highlight=False)
+    runs = plan(args.agents, args.envs, args.seeds, args.out, args.overrides)
+    todo = [r for r in runs if r.status != "done"]
+    console.print(f"{len(runs)} runs ({len(runs) - len(todo)} already done) -> {args.out}")
+    with progress_bar(Console(stderr=True)) as bar:
+        task = bar.add_task("bench", total=len(runs), completed=len(runs) - len(todo), status="")
+        started: dict[str, float] = {}
+
+        def on_start(r, i: int) -> None:
+            started[str(r.out)] = time.perf_counter()
+            bar.update(task, status=f"{r.agent} on {r.env}, seed {r.seed} ({r.status})")
+
+        def on_done(r, result) -> None:
+            bar.console.print(f"{r.env}/{r.agent}/seed-{r.seed}: gold {result.eval.get('gold_reward', float('nan')):.3f}"
+                              f"  KL {result.eval.get('kl', float('nan')):.2f}"
+                              f"  ({time.perf_counter() - started[str(r.out)]:.0f}s)")
+            bar.advance(task)
+
+        run_matrix(runs, args.overrides, args.wandb, on_start, on_done)
+    rows, md, png = write_summary(runs, Path(args.out))
+    table = Table(title=f"{args.out}: mean ± std over seeds (final held-out evaluation)")
+    for col in ("env", "agent", "seeds", *(h for _, h, _ in COLUMNS)):
+        table.add_column(col, justify="left" if col in ("env", "agent") else "right")
+    for r in rows:
+        table.add_row(r["env"], r["agent"], str(r["seeds"]),
+                      *(f"{fmt.format(r[k])} ± {fmt.format(r[k + '_std'])}" for k, _, fmt in COLUMNS))
+    console.print(table)
+    console.print(f"table: {md}   curves: {png}")
+    figures = " ".join(f"{r['env']}.{r['agent']}.{k}={r[k]:.4f}" for r in rows for k in ("gold_reward", "kl"))
+    console.print(f"RESULT runs={len(runs)} {figures}", soft_wrap=True)
+    return 0
