@@ -6,7 +6,7 @@ Measured on the same model, batch and length (every sequence runs to exactly ``-
                  one reward call (``TextGenVecEnv.score_episodes``): a whole RLHF rollout;
 * ``generate`` — ``model.generate(do_sample=True)``: sampling alone, no reference, no reward;
 * ``naive``    — what a plain SB3-style loop does: re-encode the whole observation every token, no cache,
-                 then ``env.step`` (measured on fewer batches: it is slow).
+                 then ``env.step`` (same number of repeats).
 
 Prints tokens/s for each and ends with ``RESULT ratio=<ours/generate> naive_ratio=<naive/generate> ...``.
 
@@ -27,19 +27,26 @@ from rlhf_gym.core.generation import sample
 from rlhf_gym.envs import TextGenVecEnv
 
 
-def timed(fn, repeats: int, device: torch.device) -> float:
-    """Median wall time of ``fn`` over ``repeats`` runs after one warm-up."""
+def clock(fn, device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
     fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def interleaved(fns: dict, repeats: int, device: torch.device) -> dict[str, list[float]]:
+    """Times each function ``repeats`` times, alternating between them after one warm-up each, so that a
+    change in machine load hits all of them alike; ratios are then taken pair by pair."""
+    for fn in fns.values():
         fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            times[name].append(clock(fn, device))
+    return times
 
 
 def main() -> None:
@@ -89,19 +96,22 @@ def main() -> None:
             actions[actions == e.eos] = e.pad + 1 if e.pad + 1 != e.eos else 1  # keep every row running
             obs, *_ = env.step(actions)
 
-    t_ours = timed(ours, args.repeats, device)
-    t_gen = timed(generate, args.repeats, device)
-    print(f"model: {sum(p.numel() for p in policy.parameters()) / 1e6:.1f}M params on {device}, batch {args.batch}, "
-          f"{args.length} new tokens, {torch.get_num_threads()} threads, median of {args.repeats}")
-    print(f"ours (sample + ref log-probs + reward): {n_tokens / t_ours:10.0f} tokens/s")
-    print(f"model.generate (sampling only):         {n_tokens / t_gen:10.0f} tokens/s")
-    result = f"RESULT ratio={t_gen / t_ours:.3f}"
+    fns = {"ours": ours, "generate": generate}
     if not args.skip_naive:
-        t_naive = timed(naive, max(1, args.repeats // 3), device)
-        print(f"naive per-token re-encode + env.step:   {n_tokens / t_naive:10.0f} tokens/s")
-        result += f" naive_ratio={t_gen / t_naive:.3f}"
-    print(result + f" ours_tokens_per_s={n_tokens / t_ours:.0f} generate_tokens_per_s={n_tokens / t_gen:.0f}")
-
+        fns["naive"] = naive
+    times = interleaved(fns, args.repeats, device)
+    med = {name: statistics.median(t) for name, t in times.items()}
+    ratio = statistics.median(g / o for g, o in zip(times["generate"], times["ours"]))
+    print(f"model: {sum(p.numel() for p in policy.parameters()) / 1e6:.1f}M params on {device}, batch {args.batch}, "
+          f"{args.length} new tokens, {torch.get_num_threads()} threads, {args.repeats} interleaved repeats")
+    print(f"ours (sample + ref log-probs + reward): {n_tokens / med['ours']:10.0f} tokens/s")
+    print(f"model.generate (sampling only):         {n_tokens / med['generate']:10.0f} tokens/s")
+    result = f"RESULT ratio={ratio:.3f}"
+    if "naive" in times:
+        print(f"naive per-token re-encode + env.step:   {n_tokens / med['naive']:10.0f} tokens/s")
+        naive_ratio = statistics.median(g / n for g, n in zip(times["generate"], times["naive"]))
+        result += f" naive_ratio={naive_ratio:.3f}"
+    print(result + f" ours_tokens_per_s={n_tokens / med['ours']:.0f} generate_tokens_per_s={n_tokens / med['generate']:.0f}")
 
 if __name__ == "__main__":
     main()
