@@ -1,0 +1,228 @@
+r"""Evaluating a policy on held-out prompts: gold and reward-model reward, KL, perplexity, diversity.
+
+:func:`evaluate` samples one continuation per prompt with the KV-cached batched sampler
+(:func:`rlhf_gym.core.generation.sample`) and reports:
+
+* ``gold_reward`` — mean gold-judge score (VADER compound sentiment, the embedded world's stand-in for the
+  human; :class:`~rlhf_gym.rewards.gold.VaderGold`);
+* ``rm_reward`` — mean score of the environment's reward function (the learned reward model, or gold);
+* ``kl`` — mean over samples of ``Σ_t log π(a_t|s_t) − log π_ref(a_t|s_t)`` (k1, summed over the tokens of
+  each sample) with π the sampling distribution (the policy at ``temperature``) and π_ref the environment's
+  reference model, both from teacher-forced log-probs: an unbiased estimate of ``KL(π ‖ π_ref)`` per sequence;
+* ``perplexity`` — ``exp`` of the mean negative log-likelihood of the generated tokens under the reference;
+* ``distinct_1``/``distinct_2`` — unique n-grams / all n-grams, over the tokens of all samples together
+  (n-grams never cross samples; EOS is not counted);
+* ``mean_length`` — generated tokens per sample, EOS included (the episode length in environment steps);
+* ``samples`` — one dict per sample: ``prompt``, ``completion``, ``gold``, ``rm``, ``kl``, ``tokens``.
+
+Generated tokens run up to and including EOS (or the length cap); they are what the KL, the perplexity and
+``mean_length`` count. The same seed gives the same samples and the same numbers.
+
+>>> import gymnasium as gym, rlhf_gym
+>>> from rlhf_gym.agents.evaluation import evaluate
+>>> env = gym.make("rlhf_gym/Sentiment-v0")
+>>> metrics = evaluate(env.unwrapped.engine.ref, env, prompts="embedded:eval", n=8)  # doctest: +SKIP
+>>> metrics["kl"]  # the reference evaluated against itself  # doctest: +SKIP
+0.0
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import PreTrainedModel
+
+from rlhf_gym.core.data import load_prompts
+from rlhf_gym.core.generation import position_ids_from_mask, sample
+from rlhf_gym.errors import ConfigError
+from rlhf_gym.rewards.base import RewardFunction, as_reward_function, checked_scores
+
+__all__ = ["causal_lm_of", "distinct_n", "engine_of", "evaluate", "evaluate_sb3", "token_logprobs"]
+
+_LM_ATTRIBUTES = ("lm", "policy", "model")
+
+
+def causal_lm_of(obj: Any) -> PreTrainedModel:
+    """The HF causal LM inside ``obj``: ``obj`` itself, or found through its ``.lm``, ``.policy`` or ``.model``.
+
+    That covers a ``PreTrainedModel``, the SB3 adapter policy (``.lm``), an SB3 algorithm (``.policy.lm``)
+    and agents that keep their LM under one of those names.
+    """
+    seen: set[int] = set()
+    stack = [obj]
+    while stack:
+        current = stack.pop(0)
+        if isinstance(current, PreTrainedModel):
+            return current
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        stack.extend(getattr(current, name, None) for name in _LM_ATTRIBUTES)
+    raise ConfigError(f"cannot find a Hugging Face causal LM in {type(obj).__name__} (looked for .lm, .policy, .model)")
+
+
+def engine_of(env: Any):
+    """The :class:`~rlhf_gym.envs.engine.EpisodeEngine` of a (wrapped) env, a vector env or an SB3 ``VecEnv``."""
+    for candidate in (env, getattr(env, "unwrapped", None)):
+        if hasattr(candidate, "engine"):
+            return candidate.engine
+    if hasattr(env, "get_attr"):  # SB3 VecEnv
+        try:
+            return env.get_attr("engine", indices=[0])[0]
+        except AttributeError:
+            pass
+    raise ConfigError(f"{type(env).__name__} is not an rlhf_gym text-generation environment (it has no engine)")
+
+
+def distinct_n(sequences: Sequence[Sequence[int]], n: int) -> float:
+    """Unique n-grams / total n-grams over all sequences (n-grams within each sequence); 0 if there are none.
+
+    >>> distinct_n([[1, 2, 3], [1, 2, 4]], 1), distinct_n([[1, 2, 3], [1, 2, 4]], 2)
+    (0.6666666666666666, 0.75)
+    """
+    grams = [tuple(seq[i : i + n]) for seq in sequences for i in range(len(seq) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+@torch.no_grad()
+def token_logprobs(
+    model: PreTrainedModel,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    tokens: torch.Tensor,
+    token_mask: torch.Tensor,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """Teacher-forced ``log p(token_t | prompt, tokens_<t)`` of right-padded ``tokens`` after left-padded prompts.
+
+    One forward per batch; the result is ``(N, T)`` and 0 where ``token_mask`` is False.
+    """
+    device = next(model.parameters()).device
+    ids = torch.cat([prompt_ids, tokens], dim=1).to(device)
+    mask = torch.cat([prompt_mask.long(), token_mask.long()], dim=1).to(device)
+    t = tokens.shape[1]
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask),
+                   logits_to_keep=t + 1).logits[:, :-1].float()
+    logp = (logits / temperature).log_softmax(-1).gather(-1, tokens.to(device)[..., None]).squeeze(-1)
+    return (logp * token_mask.to(device)).cpu()
+
+
+def _resolve_prompts(prompts: str | Sequence[str] | None, engine, n: int) -> list[str]:
+    if n < 1:
+        raise ConfigError(f"evaluation needs n >= 1 samples, got {n}")
+    if prompts is None:
+        source = list(engine.prompts)
+    elif isinstance(prompts, str):
+        source = load_prompts(prompts)
+    else:
+        source = load_prompts(list(prompts))
+    return [source[i % len(source)] for i in range(n)]  # the first n, cycled if there are fewer
+
+
+def _left_pad(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for r, s in enumerate(seqs):
+        ids[r, width - len(s) :] = torch.tensor(s, dtype=torch.long)
+        mask[r, width - len(s) :] = 1
+    return ids, mask
+
+
+@torch.no_grad()
+def evaluate(
+    policy: Any,
+    env: Any,
+    prompts: str | Sequence[str] | None = None,
+    n: int = 64,
+    max_new_tokens: int | None = None,
+    temperature: float = 1.0,
+    seed: int = 0,
+    reward_fn: RewardFunction | Callable | None = None,
+    gold_fn: RewardFunction | Callable | None = None,
+    batch_size: int = 32,
+) -> dict[str, Any]:
+    """Samples ``n`` continuations and measures them (see the module docstring for every metric).
+
+    Args:
+        policy: an HF causal LM, or anything holding one (see :func:`causal_lm_of`): an SB3 model trained with
+            the adapter, its policy, one of this project's agents.
+        env: the environment whose reference model, tokenizer, reward function and length cap are used
+            (a Gymnasium env, wrapped or not, a ``TextGenVecEnv`` or an SB3 ``VecEnv``).
+        prompts: ``None`` (the environment's own prompts), a list of strings, or a source for
+            :func:`~rlhf_gym.core.data.load_prompts` such as ``"embedded:eval"`` (held out from training). The
+            first ``n`` are used, cycled if there are fewer.
+        max_new_tokens: defaults to the environment's length cap.
+        temperature: sampling temperature; the KL is that of the tempered sampling distribution.
+        seed: seeds the sampler; the same seed gives the same samples.
+        reward_fn: replaces the environment's reward function for ``rm_reward``.
+        gold_fn: the gold judge (default VADER).
+        batch_size: prompts sampled per batch.
+    """
+    from rlhf_gym.rewards.gold import VaderGold
+
+    lm, engine = causal_lm_of(policy), engine_of(env)
+    if not temperature > 0:
+        raise ConfigError(f"temperature must be > 0, got {temperature}")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    max_new_tokens = max_new_tokens or engine.max_new_tokens
+    reward = as_reward_function(reward_fn) if reward_fn is not None else engine.reward_fn
+    gold = as_reward_function(gold_fn) if gold_fn is not None else VaderGold()
+    prompt_list = _resolve_prompts(prompts, engine, n)
+    start = engine.tok.bos_token_id if engine.tok.bos_token_id is not None else engine.eos
+    prompt_ids = [p or [start] for p in engine.tok(prompt_list, add_special_tokens=False)["input_ids"]]
+
+    device = next(lm.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    was_training = lm.training
+    lm.eval()
+    try:
+        rows: list[dict[str, Any]] = []
+        for lo in range(0, n, batch_size):
+            ids, mask = _left_pad(prompt_ids[lo : lo + batch_size], engine.pad)
+            out = sample(lm, ids.to(device), mask.to(device), max_new_tokens=max_new_tokens,
+                         eos_token_id=engine.eos, pad_token_id=engine.pad, temperature=temperature,
+                         generator=generator)
+            tokens, token_mask = out.tokens.cpu(), out.mask.cpu()
+            logp = token_logprobs(lm, ids, mask, tokens, token_mask, temperature)
+            ref_logp = token_logprobs(engine.ref, ids, mask, tokens, token_mask)
+            for r in range(len(tokens)):
+                generated = tokens[r, token_mask[r]].tolist()
+                rows.append(dict(prompt=prompt_list[lo + r], tokens=generated,
+                                 kl=float((logp[r] - ref_logp[r]).sum()), ref_nll=-float(ref_logp[r].sum())))
+    finally:
+        lm.train(was_training)
+
+    content = [[t for t in row["tokens"] if t != engine.eos] for row in rows]
+    completions = engine.tok.batch_decode(content, skip_special_tokens=True)
+    rm_scores = checked_scores(reward, prompt_list, completions).tolist()
+    gold_scores = checked_scores(gold, prompt_list, completions).tolist()
+    n_tokens = sum(len(row["tokens"]) for row in rows)
+    samples = [dict(prompt=row["prompt"], completion=c, gold=g, rm=s, kl=row["kl"], tokens=row["tokens"])
+               for row, c, g, s in zip(rows, completions, gold_scores, rm_scores)]
+    return dict(
+        gold_reward=float(np.mean(gold_scores)),
+        rm_reward=float(np.mean(rm_scores)),
+        kl=float(np.mean([row["kl"] for row in rows])),
+        perplexity=float(np.exp(sum(row["ref_nll"] for row in rows) / n_tokens)),
+        distinct_1=distinct_n(content, 1),
+        distinct_2=distinct_n(content, 2),
+        mean_length=n_tokens / n,
+        n=n,
+        samples=samples,
+    )
+
+
+def evaluate_sb3(model: Any, env: Any = None, **kwargs: Any) -> dict[str, Any]:
+    """:func:`evaluate` for an SB3 algorithm trained with the LM adapter: samples through ``model.policy.lm``.
+
+    ``env`` defaults to the model's own training environment; keyword arguments are :func:`evaluate`'s.
+    """
+    env = env if env is not None else model.get_env()
+    if env is None:
+        raise ConfigError("the SB3 model has no environment: pass env=")
+    return evaluate(model.policy, env, **kwargs)
