@@ -1,0 +1,430 @@
+"""``rlhf-gym reward simulate|train|eval``: preference data, Bradley–Terry reward models, their evaluation.
+
+Every subcommand checks its input before it writes anything and writes its outputs atomically (a temporary
+name renamed into place), so bad input leaves no half-written file or folder. Metrics go to a
+``metrics.jsonl`` (see below) always and to Weights & Biases when enabled; the last line printed is
+``RESULT key=value ...``.
+
+* ``simulate --out FILE``: FILE (JSONL, or CSV by suffix) and ``FILE_STEM.metrics.jsonl`` beside it;
+* ``train --out DIR``: DIR is an HF model directory plus ``reward_stats.json``, ``metrics.jsonl`` (one row
+  per epoch, then the final row) and ``samples.jsonl``;
+* ``eval --out DIR`` (default ``MODEL/eval``): ``metrics.jsonl``, ``eval.json`` (with the calibration table)
+  and ``samples.jsonl`` (fresh texts with their reward and gold scores); a previous DIR is replaced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from rlhf_gym.cli.train import add_wandb_flag
+from rlhf_gym.errors import ConfigError
+
+SIMULATE_EPILOG = """\
+examples:
+  # 1000 comparisons by three equally careful annotators, JSONL {prompt, chosen, rejected}
+  rlhf-gym reward simulate --out data/prefs.jsonl
+
+  # 5000 comparisons by annotators that disagree, with ties, as {input_text, candidate1, candidate2,
+  # human_preference} CSV
+  rlhf-gym reward simulate --out data/prefs.csv --n-comparisons 5000 --format candidates \\
+      --annotators careful:0.02,typical:0.05:0.05,sloppy:0.2:0.15 --tie-threshold 0.02
+
+  # 500 rankings of 4 continuations each, best first
+  rlhf-gym reward simulate --out data/rankings.jsonl --format rankings --n-comparisons 500
+
+annotator model: P(A preferred) = (1 - f)·σ((gold(A) - gold(B)) / T) + f·σ((gold(B) - gold(A)) / T),
+gold = VADER compound sentiment of the continuation (-1..1); see docs/reward_models.md.
+"""
+
+TRAIN_EPILOG = """\
+examples:
+  rlhf-gym reward train --prefs data/prefs.jsonl --out runs/rm
+  rlhf-gym reward train --prefs data/prefs.csv --out runs/rm --epochs 4 --lr 3e-4 --batch-size 32
+  rlhf-gym reward train --prefs my-hf-dataset-dir --out runs/rm-gpt2 --base-model gpt2
+
+afterwards: rlhf-gym reward eval --model runs/rm --prefs data/heldout.jsonl ;
+use the folder as a reward anywhere a reward spec is accepted (e.g. --set env.reward=runs/rm).
+"""
+
+EVAL_EPILOG = """\
+examples:
+  rlhf-gym reward eval --model runs/rm --prefs data/heldout.jsonl
+  rlhf-gym reward eval --model runs/rm --prefs data/heldout.jsonl --fresh 1024 --out runs/rm-eval
+  rlhf-gym reward eval --model runs/rm-gpt2 --prefs data/test.csv --fresh 0   # no embedded-world check
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    reward = sub.add_parser(
+        "reward", help="simulate preference data, train and evaluate Bradley–Terry reward models",
+        description="Reward models from pairwise preferences. Subcommands: simulate (preference data from "
+        "simulated annotators in the embedded world), train (a Bradley–Terry reward model), eval (accuracy, "
+        "calibration and agreement with the gold judge). Each has its own --help.",
+    )
+    commands = reward.add_subparsers(dest="reward_command", metavar="SUBCOMMAND", required=True)
+    _register_simulate(commands)
+    _register_train(commands)
+    _register_eval(commands)
+
+
+def _parser(commands: argparse._SubParsersAction, name: str, help: str, description: str,
+            epilog: str) -> argparse.ArgumentParser:
+    return commands.add_parser(name, help=help, description=description, epilog=epilog,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same output (default 0)")
+    add_wandb_flag(p)
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch CPU threads (default: torch's choice; 1 is fastest on a busy machine)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
+
+
+# ------------------------------------------------------------------------------------------------ simulate
+
+
+def _register_simulate(commands: argparse._SubParsersAction) -> None:
+    p = _parser(
+        commands, "simulate", "label comparisons of sampled continuations with simulated annotators",
+        "Samples continuations of embedded-world prompts with the shipped tiny GPT-2 at several temperatures, "
+        "scores them with the gold judge (VADER) and has simulated annotators compare them through a "
+        "Bradley-Terry model with temperature and flip noise. Writes a preference file that `reward train` "
+        "reads, plus FILE_STEM.metrics.jsonl (how often the labels agree with gold).", SIMULATE_EPILOG)
+    p.add_argument("--out", metavar="FILE", required=True,
+                   help="preference file to write: .jsonl (default format) or .csv; replaced atomically")
+    p.add_argument("--n-comparisons", type=int, default=1000, metavar="N",
+                   help="number of comparisons (rankings, with --format rankings) to write (default 1000)")
+    p.add_argument("--format", choices=("pairs", "candidates", "rankings"), default="pairs",
+                   help="pairs: {prompt, chosen, rejected}; candidates: {input_text, candidate1, candidate2, "
+                        "human_preference}; rankings: {prompt, completions} best first (default pairs)")
+    p.add_argument("--annotators", default="3", metavar="SPEC",
+                   help="a count ('3') or NAME[:TEMPERATURE[:FLIP_RATE]],... — each comparison is labelled by "
+                        "one of them, picked at random (default 3)")
+    p.add_argument("--temperature", type=float, default=0.05, metavar="T",
+                   help="Bradley-Terry temperature of annotators that name none, in gold units: 0 always "
+                        "picks the higher gold score, 0.05 errs mostly on near-ties (default 0.05)")
+    p.add_argument("--flip-rate", type=float, default=0.0, metavar="F",
+                   help="probability that an annotator that names none gives the opposite answer (default 0)")
+    p.add_argument("--tie-threshold", type=float, default=0.0, metavar="D",
+                   help="label a tie when the gold scores differ by less than D (default 0: no ties)")
+    p.add_argument("--prompts", default="embedded:train",
+                   help="prompt source: embedded:train, a .txt/.jsonl file, hf:NAME (default embedded:train)")
+    p.add_argument("--model", default="embedded",
+                   help="causal LM that samples the candidates: HF name or folder (default: the shipped one)")
+    p.add_argument("--sampling-temperatures", default="0.7,1.0,1.4", metavar="T1,T2,...",
+                   help="sampling temperatures, cycled over each prompt's candidates (default 0.7,1.0,1.4)")
+    p.add_argument("--candidates-per-prompt", type=int, default=4, metavar="K",
+                   help="continuations sampled per prompt; K of a ranking (default 4)")
+    p.add_argument("--pairs-per-prompt", type=int, default=2, metavar="P",
+                   help="comparisons drawn from each prompt's candidates (default 2)")
+    p.add_argument("--max-new-tokens", type=int, default=24, help="length cap of a continuation (default 24)")
+    p.add_argument("--batch-size", type=int, default=64, help="prompts per generation batch (default 64)")
+    _common(p)
+    p.set_defaults(func=run_simulate)
+
+
+def run_simulate(args: argparse.Namespace) -> int:
+    from rlhf_gym.rewards.annotators import (
+        SimulationConfig,
+        parse_annotators,
+        simulate_preferences,
+        write_records,
+        write_text_atomic,
+    )
+
+    console = _setup(args)
+    out = Path(args.out)
+    if out.suffix.lower() not in (".jsonl", ".json", ".ndjson", ".csv"):
+        raise ConfigError(f"--out {out}: name the preference file .jsonl or .csv")
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a folder; give a file name such as {out / 'prefs.jsonl'}")
+    try:
+        temperatures = tuple(float(t) for t in args.sampling_temperatures.split(","))
+    except ValueError:
+        raise ConfigError(f"--sampling-temperatures {args.sampling_temperatures!r}: expected numbers like 0.7,1.0") from None
+    cfg = SimulationConfig(
+        n_comparisons=args.n_comparisons, format=args.format, prompts=args.prompts, model=args.model,
+        annotators=parse_annotators(args.annotators, temperature=args.temperature, flip_rate=args.flip_rate,
+                                    seed=args.seed),
+        temperatures=temperatures, candidates_per_prompt=args.candidates_per_prompt,
+        pairs_per_prompt=args.pairs_per_prompt, max_new_tokens=args.max_new_tokens,
+        tie_threshold=args.tie_threshold, batch_size=args.batch_size, seed=args.seed)
+    sim = simulate_preferences(cfg, progress=not args.no_progress)
+    write_records(sim.records, out)
+    metrics_path = out.with_name(f"{out.stem}.metrics.jsonl")
+    row = {"step": 0, **sim.stats}
+    write_text_atomic(metrics_path, json.dumps(_finite(row)) + "\n")
+    config = {k: v for k, v in vars(args).items() if k != "func"}
+    _mirror_to_wandb(args.wandb, out.parent, f"simulate-{out.stem}", config, row)
+
+    if len(sim.records) < cfg.n_comparisons:
+        console.print(f"[yellow]warning:[/] the prompt source ran out: {len(sim.records)} of "
+                      f"{cfg.n_comparisons} comparisons")
+    table = Table(title="label agreement with the gold judge (pairs with different gold scores)")
+    table.add_column("annotator")
+    table.add_column("T", justify="right")
+    table.add_column("flip", justify="right")
+    table.add_column("agreement", justify="right")
+    for a in cfg.annotators:
+        table.add_row(a.name, f"{a.temperature:g}", f"{a.flip_rate:g}", _fmt(sim.stats[f"sim/gold_agreement/{a.name}"]))
+    table.add_row("all", "", "", _fmt(sim.stats["sim/gold_agreement"]))
+    console.print(table)
+    console.print(f"wrote {len(sim.records)} {args.format} records ({len(sim.pairs)} pairs, "
+                  f"{sim.stats['sim/n_ties']} ties) from {sim.stats['sim/n_prompts']} prompts to {out} "
+                  f"in {sim.stats['sim/seconds']:.1f}s; metrics in {metrics_path}")
+    console.print(_result(records=len(sim.records), pairs=len(sim.pairs), ties=sim.stats["sim/n_ties"],
+                          gold_agreement=sim.stats["sim/gold_agreement"]), soft_wrap=True)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ train
+
+
+def _register_train(commands: argparse._SubParsersAction) -> None:
+    from rlhf_gym.rewards.rm_train import RewardModelConfig
+
+    d = RewardModelConfig()
+    p = _parser(
+        commands, "train", "train a Bradley-Terry reward model from a preference file",
+        "Fine-tunes a sequence-classification model with one output (the shipped tiny GPT-2 plus a score "
+        "head by default) with the loss -log σ(r_chosen - r_rejected - margin) (ties: -½ log σ(d) - ½ log σ(-d)), "
+        "holding out a validation split by prompt for early stopping. Reads any supported preference format "
+        "(JSONL, CSV, a `datasets` folder). DIR becomes an ordinary HF model folder with reward_stats.json "
+        "(normalisation statistics), metrics.jsonl and samples.jsonl; it must not exist yet (or be empty).",
+        TRAIN_EPILOG)
+    p.add_argument("--prefs", metavar="FILE", required=True, help="preference file (.jsonl/.csv) or dataset folder")
+    p.add_argument("--out", metavar="DIR", required=True, help="reward-model folder to create")
+    p.add_argument("--base-model", default="embedded", help="HF name or folder to start from (default: the shipped tiny GPT-2)")
+    p.add_argument("--epochs", type=int, default=d.epochs, help=f"maximum passes over the training pairs (default {d.epochs})")
+    p.add_argument("--lr", type=float, default=d.lr, help=f"AdamW learning rate (default {d.lr:g})")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"pairs per optimiser step (default {d.batch_size})")
+    p.add_argument("--max-length", type=int, default=d.max_length,
+                   help=f"tokens per prompt+completion; longer texts keep their end (default {d.max_length})")
+    p.add_argument("--val-fraction", type=float, default=d.val_fraction,
+                   help=f"share of pairs held out (grouped by prompt) for validation (default {d.val_fraction:g})")
+    p.add_argument("--patience", type=int, default=d.early_stopping_patience,
+                   help=f"stop after this many epochs without a better validation loss (default {d.early_stopping_patience})")
+    p.add_argument("--center-rewards", type=float, default=d.center_rewards_coefficient, metavar="COEF",
+                   help="weight of the mean((r+ + r-)^2) term that keeps rewards near 0 (default 0; try 0.01)")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA when available)")
+    _common(p)
+    p.set_defaults(func=run_train)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from rlhf_gym.rewards.preferences import load_preferences
+    from rlhf_gym.rewards.rm_train import RewardModelConfig, train_reward_model
+    from rlhf_gym.runner.tracking import Tracker
+
+    console = _setup(args)
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"--out {out} already exists and is not empty; choose a new folder or delete it")
+    cfg = RewardModelConfig(base_model=None if args.base_model == "embedded" else args.base_model, lr=args.lr,
+                            epochs=args.epochs, batch_size=args.batch_size, max_length=args.max_length,
+                            val_fraction=args.val_fraction, early_stopping_patience=args.patience,
+                            center_rewards_coefficient=args.center_rewards, seed=args.seed, device=args.device)
+    pairs = load_preferences(args.prefs)  # bad input fails here, before anything is written
+    console.print(f"training on {len(pairs)} pairs from {args.prefs} ({sum(p.tie for p in pairs)} ties)")
+    started = time.perf_counter()
+    with _staging_dir(out) as staging:
+        with Tracker(staging, {"prefs": str(args.prefs), **vars(cfg)}, wandb_mode=args.wandb) as tracker:
+            _, _, metrics = train_reward_model(pairs, cfg, staging / "model", callback=tracker.log,
+                                               progress=not args.no_progress)
+            final = {k: v for k, v in metrics.items() if k != "rm/val_calibration"}
+            tracker.log({"step": _last_step(staging), **final, "rm/seconds": time.perf_counter() - started})
+            tracker.summary(final)
+        for item in (staging / "model").iterdir():  # the model folder becomes DIR itself
+            item.rename(staging / item.name)
+        (staging / "model").rmdir()
+    if metrics.get("rm/val_calibration"):
+        console.print(_calibration_table(metrics["rm/val_calibration"], "validation calibration"))
+    console.print(f"saved the reward model to {out} (best epoch {metrics['rm/best_epoch']} of "
+                  f"{metrics['rm/epochs']}, {time.perf_counter() - started:.0f}s); next: "
+                  f"rlhf-gym reward eval --model {out} --prefs HELDOUT_FILE")
+    console.print(_result(val_accuracy=metrics.get("rm/val_accuracy", math.nan),
+                          val_ece=metrics.get("rm/val_ece", math.nan), val_loss=metrics.get("rm/val_loss", math.nan),
+                          best_epoch=metrics["rm/best_epoch"], n_train=metrics["rm/n_train"]), soft_wrap=True)
+    return 0
+
+
+def _last_step(run_dir: Path) -> int:
+    from rlhf_gym.runner.tracking import read_jsonl
+
+    return max((int(r.get("step", 0)) for r in read_jsonl(run_dir / "metrics.jsonl")), default=0)
+
+
+# ------------------------------------------------------------------------------------------------ eval
+
+
+def _register_eval(commands: argparse._SubParsersAction) -> None:
+    p = _parser(
+        commands, "eval", "evaluate a reward model on preference pairs and against the gold judge",
+        "Scores both sides of every pair: accuracy (share of non-tie pairs where the chosen side scores "
+        "higher), mean margin r_chosen - r_rejected, a calibration table of predicted σ(r_a - r_b) against "
+        "observed preference, and ECE (expected calibration error). With --fresh N it also samples N fresh "
+        "continuations of held-out embedded:eval prompts and reports the Spearman rank correlation with the gold "
+        "judge and the pairwise accuracy against gold on same-prompt pairs.", EVAL_EPILOG)
+    p.add_argument("--model", metavar="DIR", required=True, help="reward-model folder written by `reward train`")
+    p.add_argument("--prefs", metavar="FILE", required=True, help="held-out preference file or dataset folder")
+    p.add_argument("--fresh", type=int, default=None, metavar="N",
+                   help="fresh embedded-world texts to compare with the gold judge (default 512 for a reward "
+                        "model built on the shipped tiny GPT-2, else 0 = skip)")
+    p.add_argument("--out", metavar="DIR", help="where to write metrics.jsonl, eval.json and samples.jsonl "
+                   "(default MODEL/eval; replaced atomically)")
+    p.add_argument("--batch-size", type=int, default=64, help="texts per forward pass (default 64)")
+    _common(p)
+    p.set_defaults(func=run_eval)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from rlhf_gym.rewards.annotators import CandidateGenerator, fresh_texts, gold_agreement
+    from rlhf_gym.rewards.learned import LearnedReward
+    from rlhf_gym.rewards.preferences import load_preferences
+    from rlhf_gym.rewards.rm_train import evaluate_reward_model
+    from rlhf_gym.runner.tracking import Tracker
+
+    console = _setup(args)
+    reward = LearnedReward(args.model, normalize=False, batch_size=args.batch_size)
+    pairs = load_preferences(args.prefs)
+    out = Path(args.out) if args.out else Path(args.model) / "eval"
+    fresh = args.fresh if args.fresh is not None else (512 if _built_on_embedded(Path(args.model)) else 0)
+    if fresh < 0:
+        raise ConfigError(f"--fresh must be >= 0, got {fresh}")
+    result = evaluate_reward_model(reward, pairs)
+    metrics: dict[str, Any] = {f"eval/{k}": v for k, v in result.items() if k != "calibration"}
+    samples: list[dict[str, Any]] = []
+    if fresh:
+        groups = fresh_texts(fresh, generator=CandidateGenerator(seed=args.seed + 1234),
+                             progress=not args.no_progress)
+        gold, samples = gold_agreement(reward, groups)
+        metrics.update(gold)
+    with _staging_dir(out, replace=True) as staging:
+        config = {"model": str(args.model), "prefs": str(args.prefs), "fresh": fresh, "seed": args.seed}
+        with Tracker(staging, config, wandb_mode=args.wandb, name=f"eval-{Path(args.model).name}") as tracker:
+            tracker.log({"step": 0, **metrics})
+            tracker.log_samples(0, samples, kind="eval")
+            tracker.summary(metrics)
+        eval_json = {**config, "metrics": metrics, "calibration": result["calibration"]}
+        (staging / "eval.json").write_text(json.dumps(eval_json, indent=2) + "\n", encoding="utf-8")
+
+    console.print(_calibration_table(result["calibration"], f"calibration on {args.prefs}"))
+    console.print(f"{result['n_pairs']} non-tie pairs: accuracy {_fmt(result['accuracy'])}, mean margin "
+                  f"{_fmt(result['mean_margin'])}, ECE {_fmt(result['ece'])}")
+    if fresh:
+        console.print(f"{metrics['gold/n_texts']} fresh texts: Spearman with gold {_fmt(metrics['gold/spearman'])}; "
+                      f"{metrics['gold/n_pairs']} same-prompt pairs: accuracy vs gold "
+                      f"{_fmt(metrics['gold/pair_accuracy'])}")
+    console.print(f"metrics in {out}")
+    console.print(_result(accuracy=result["accuracy"], ece=result["ece"],
+                          spearman=metrics.get("gold/spearman", math.nan), mean_margin=result["mean_margin"],
+                          gold_accuracy=metrics.get("gold/pair_accuracy", math.nan), n_pairs=result["n_pairs"]),
+                  soft_wrap=True)
+    return 0
+
+
+def _built_on_embedded(model_dir: Path) -> bool:
+    """Whether the reward model was trained from the shipped tiny GPT-2 (its reward_stats.json says so)."""
+    try:
+        stats = json.loads((model_dir / "reward_stats.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return False
+    return stats.get("config", {}).get("base_model") in (None, "embedded")
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def _setup(args: argparse.Namespace) -> Console:
+    """Applies --threads, quiets Hugging Face's load reports and returns the console to print to."""
+    from rlhf_gym.runner import quiet_hf_progress
+
+    quiet_hf_progress()
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
+    return Console(highlight=False)
+
+
+def _result(**values: float | int) -> str:
+    """``RESULT key=value ...``: floats with 4 decimals, NaN as ``nan``."""
+    return "RESULT " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+
+
+def _calibration_table(bins: list[dict[str, Any]], title: str) -> Table:
+    table = Table(title=f"{title}: predicted P(first preferred) vs observed")
+    for name in ("bin", "pairs", "predicted", "observed"):
+        table.add_column(name, justify="right")
+    for b in bins:
+        if b["count"]:
+            table.add_row(f"{b['low']:.1f}–{b['high']:.1f}", str(b["count"]), _fmt(b["predicted"]), _fmt(b["observed"]))
+    return table
+
+
+@contextmanager
+def _staging_dir(out: Path, *, replace: bool = False) -> Iterator[Path]:
+    """A temporary folder beside ``out`` that becomes ``out`` when the block succeeds and vanishes if not.
+
+    With ``replace=True`` an existing ``out`` is swapped out; otherwise ``out`` must be absent or empty.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    old = out.rename(out.with_name(f".{out.name}.old-{os.getpid()}")) if replace and out.exists() else None
+    if out.exists():
+        out.rmdir()  # empty: checked before the work started
+    staging.rename(out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _finite(row: dict[str, Any]) -> dict[str, Any]:
+    """The row with NaN and inf floats replaced by None (JSON has no such numbers)."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}
+
+
+def _mirror_to_wandb(mode: str | None, folder: Path, name: str, config: dict[str, Any], row: dict[str, Any]) -> None:
+    """Logs one metrics row to W&B when enabled; any failure is a warning (W&B never blocks a command)."""
+    import warnings
+
+    from rlhf_gym.runner.tracking import resolve_wandb_mode
+
+    mode, note = resolve_wandb_mode(mode)
+    if mode == "disabled":
+        return
+    if note:
+        warnings.warn(note, stacklevel=2)
+    try:
+        import wandb
+
+        run = wandb.init(project=os.environ.get("WANDB_PROJECT", "rlhf-gym"), name=name, dir=str(folder),
+                         config=config, mode=mode, settings=wandb.Settings(silent=True, init_timeout=30))
+        run.log({k: v for k, v in _finite(row).items() if k != "step" and v is not None}, step=0)
+        run.finish()
+    except Exception as e:  # noqa: BLE001 — W&B must never stop a command
+        warnings.warn(f"W&B logging failed ({type(e).__name__}); metrics are in the local file", stacklevel=2)
