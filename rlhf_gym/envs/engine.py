@@ -25,28 +25,9 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from rlhf_gym.core.generation import position_ids_from_mask
 from rlhf_gym.core.kl import check_estimator, kl_estimate
 from rlhf_gym.core.models import check_vocab
+from rlhf_gym.core.window import SlidingWindowLM
 from rlhf_gym.errors import ConfigError, DataError
 from rlhf_gym.rewards.base import RewardFunction, checked_scores
-
-
-def _layers(cache) -> list[tuple[object, str, str]]:
-    """(holder, key attribute, value attribute) per layer, for transformers 5 and 4 cache layouts."""
-    if hasattr(cache, "layers"):
-        return [(layer, "keys", "values") for layer in cache.layers]
-    return [(cache, f"key_cache.{i}", f"value_cache.{i}") for i in range(len(cache.key_cache))]
-
-
-def _get(holder, attr: str) -> torch.Tensor:
-    name, _, idx = attr.partition(".")
-    return getattr(holder, name) if not idx else getattr(holder, name)[int(idx)]
-
-
-def _set(holder, attr: str, value: torch.Tensor) -> None:
-    name, _, idx = attr.partition(".")
-    if idx:
-        getattr(holder, name)[int(idx)] = value
-    else:
-        setattr(holder, name, value)
 
 
 def model_context(model: PreTrainedModel) -> int | None:
@@ -110,12 +91,19 @@ class EpisodeEngine:
                 f"max_prompt_tokens {self.max_prompt_tokens} + max_new_tokens {max_new_tokens} = {self.width} "
                 f"exceeds the model's context of {context} tokens"
             )
-        self.ids = torch.full((num_rows, self.width), self.pad, dtype=torch.long, device=self.device)
-        self.mask = torch.zeros_like(self.ids)
+        self.window = SlidingWindowLM(ref_model, num_rows, self.width, self.pad)
         self.n_generated = torch.zeros(num_rows, dtype=torch.long, device=self.device)
         self.prompt_index = np.zeros(num_rows, dtype=np.int64)
         self.next_logp = torch.zeros(num_rows, self.vocab_size, device=self.device)
-        self.cache = None
+
+    @property
+    def ids(self) -> torch.Tensor:
+        """``(N, W)`` left-padded token ids: the observation."""
+        return self.window.ids
+
+    @property
+    def mask(self) -> torch.Tensor:
+        return self.window.mask
 
     def _tokenize_prompts(self, max_prompt_tokens: int | None) -> list[list[int]]:
         ids = self.tok(self.prompts, add_special_tokens=False)["input_ids"]
@@ -143,40 +131,13 @@ class EpisodeEngine:
         return len(self.prompts) - 1
 
     # ----- resetting rows ---------------------------------------------------------------------------
-    @torch.no_grad()
     def reset_rows(self, rows: np.ndarray, prompt_indices: np.ndarray) -> None:
         """Starts new episodes in ``rows`` with the given prompts: one reference forward over the prompts."""
+        self.window.reset_rows(rows, [self.prompt_ids[i] for i in prompt_indices])
         rows_t = torch.as_tensor(rows, device=self.device)
-        seqs = [self.prompt_ids[i] for i in prompt_indices]
-        longest = max(len(s) for s in seqs)
-        new_ids = torch.full((len(rows), self.width), self.pad, dtype=torch.long, device=self.device)
-        new_mask = torch.zeros_like(new_ids)
-        for r, s in enumerate(seqs):
-            new_ids[r, self.width - len(s) :] = torch.tensor(s, device=self.device)
-            new_mask[r, self.width - len(s) :] = 1
-        self.ids[rows_t], self.mask[rows_t] = new_ids, new_mask
+        self.next_logp[rows_t] = self.window.next_logits[rows_t].log_softmax(-1)
         self.n_generated[rows_t] = 0
         self.prompt_index[rows] = prompt_indices
-        # Only the last `longest` columns hold prompt tokens: run the reference on those alone.
-        ids, mask = new_ids[:, -longest:], new_mask[:, -longest:]
-        out = self.ref(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask), use_cache=True)
-        self.next_logp[rows_t] = out.logits[:, -1].float().log_softmax(-1)
-        if self.cache is None or len(rows) == self.n:
-            self.cache = self._pad_cache_to_window(out.past_key_values, longest)
-            return
-        for (holder, k, v), (new_holder, nk, nv) in zip(_layers(self.cache), _layers(out.past_key_values)):
-            for attr, new_attr in ((k, nk), (v, nv)):
-                full = _get(holder, attr)
-                full[rows_t] = 0.0  # stale columns are masked anyway; zero them to keep the state clean
-                full[rows_t, :, -longest:] = _get(new_holder, new_attr).to(full.dtype)
-
-    def _pad_cache_to_window(self, cache, length: int):
-        for holder, k, v in _layers(cache):
-            for attr in (k, v):
-                t = _get(holder, attr)
-                pad = t.new_zeros(*t.shape[:2], self.width - length, t.shape[-1])
-                _set(holder, attr, torch.cat([pad, t], dim=2))
-        return cache
 
     # ----- stepping -----------------------------------------------------------------------------------
     def check_actions(self, actions: torch.Tensor) -> None:
@@ -195,22 +156,13 @@ class EpisodeEngine:
         cheaper than splitting the batch — and their results are ignored.
         """
         ref_logp = self.next_logp.gather(1, actions[:, None]).squeeze(1)
-        # A row waiting to be reset may already fill the window; clamping keeps its position id in range.
-        positions = self.mask.sum(1, keepdim=True).clamp(max=self.width - 1)
-        attn = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=1)  # cached window + new token
-        self.ids = torch.cat([self.ids[:, 1:], actions[:, None]], dim=1)
-        self.mask = attn[:, 1:]
         self.n_generated += active.long()
         terminated = active & ((actions == self.eos) | (self.n_generated >= self.max_new_tokens))
         # When every row has ended, the next reset rebuilds the whole cache: skip the forward.
-        if bool((active & ~terminated).any()):
-            out = self.ref(input_ids=actions[:, None], attention_mask=attn, position_ids=positions,
-                           past_key_values=self.cache, use_cache=True)
-            self.next_logp = out.logits[:, -1].float().log_softmax(-1)
-            for holder, k, v in _layers(out.past_key_values):  # slide the window: drop the oldest column
-                _set(holder, k, _get(holder, k)[:, :, 1:])
-                _set(holder, v, _get(holder, v)[:, :, 1:])
-            self.cache = out.past_key_values
+        go_on = bool((active & ~terminated).any())
+        self.window.append(actions, compute=go_on)
+        if go_on:
+            self.next_logp = self.window.next_logits.log_softmax(-1)
         return ref_logp, terminated
 
     def kl_rewards(self, ref_logp: torch.Tensor, policy_logp: torch.Tensor | None) -> torch.Tensor:
