@@ -32,7 +32,7 @@ from transformers import PreTrainedModel
 from rlhf_gym.agents.buffer import Minibatch, RolloutBuffer
 from rlhf_gym.agents.policy import ActorCritic, vocab_size
 from rlhf_gym.agents.rollout import Callback, OnPolicyConfig, collect_rollout, run_callbacks
-from rlhf_gym.core.generation import Samples, sample, trim_left_padding
+from rlhf_gym.core.generation import Samples, sample, sample_categorical, trim_left_padding
 from rlhf_gym.core.kl import make_kl_controller
 from rlhf_gym.core.models import load_causal_lm, load_tokenizer
 from rlhf_gym.envs.vector import TextGenVecEnv
@@ -92,8 +92,11 @@ class OnPolicyAgent:
 
     # ----- construction --------------------------------------------------------------------------------
     def _make_config(self, hyperparams: dict) -> OnPolicyConfig:
-        if isinstance(hyperparams.get("config"), OnPolicyConfig):
-            return copy.deepcopy(hyperparams.pop("config"))
+        base = hyperparams.pop("config", None)
+        if base is not None and not isinstance(base, self.config_class):
+            raise ConfigError(f"config must be a {self.config_class.__name__}, got {type(base).__name__}")
+        if base is not None:
+            hyperparams = {**asdict(base), **hyperparams}
         valid = {f.name for f in fields(self.config_class)}
         unknown = sorted(set(hyperparams) - valid)
         if unknown:
@@ -277,7 +280,7 @@ class OnPolicyAgent:
         if deterministic:
             actions = logits.argmax(-1)
         else:
-            actions = torch.multinomial(logits.softmax(-1), 1, generator=self._sample_gen).squeeze(-1)
+            actions = sample_categorical(logits.softmax(-1), self._sample_gen)
         actions = actions.cpu().numpy()
         return (actions[0] if single else actions), None
 
