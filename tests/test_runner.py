@@ -192,3 +192,18 @@ def test_bench_matrix_is_resumable_and_tabulated(tmp_path, tiny_presets, capsys)
     assert main(args) == 0
     assert "4 runs (3 already done)" in capsys.readouterr().out
     assert (done / "result.json").is_file()
+
+
+def test_demo_pipeline_end_to_end_on_a_tiny_model(tmp_path, tiny_lm_dir, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--model", tiny_lm_dir, "--out", str(out), "--comparisons", "24", "--rm-epochs", "1",
+                 "--ppo-steps", "40", "--eval-episodes", "4", "--max-new-tokens", "4"]) == 0
+    text = capsys.readouterr().out
+    last = text.strip().splitlines()[-1]
+    assert last.startswith("RESULT gold_gain=") and " rm_gain=" in last and " kl=" in last
+    assert "before" in text and "after" in text
+    for path in ("prefs.jsonl", "reward-model/reward_stats.json", "ppo/metrics.jsonl", "ppo/curves.png",
+                 "ppo/report.md", "summary.json"):
+        assert (out / path).is_file(), path
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["gold_gain"] == pytest.approx(summary["after"]["gold_reward"] - summary["before"]["gold_reward"])

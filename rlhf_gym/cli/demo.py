@@ -19,7 +19,7 @@ what happens (all offline, on the embedded review world):
 
 examples:
   rlhf-gym demo                              # about 5-10 minutes on 2 CPU cores
-  rlhf-gym demo --ppo-steps 6000 --comparisons 300 --eval-episodes 32   # a quick look
+  rlhf-gym demo --ppo-steps 4000 --comparisons 300 --eval-episodes 32   # a quick look
   rlhf-gym demo --prefs my_prefs.jsonl       # your own comparisons instead of simulated ones
   rlhf-gym demo --beta 0.0                   # no KL penalty: watch the reward model get over-optimised
 
@@ -37,13 +37,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", metavar="DIR", help="output directory (default: runs/demo-YYYYmmdd-HHMMSS)")
     p.add_argument("--prefs", metavar="FILE", help="use these preference pairs instead of simulating comparisons")
-    p.add_argument("--comparisons", type=int, default=1000, help="simulated comparisons (default 1000)")
+    p.add_argument("--comparisons", type=int, default=600, help="simulated comparisons (default 600)")
     p.add_argument("--annotator-noise", type=float, default=0.1, help="label flip rate of the noisy annotator (default 0.1)")
     p.add_argument("--rm-epochs", type=int, default=2, help="reward-model epochs (default 2)")
-    p.add_argument("--ppo-steps", type=int, default=24_000, help="PPO budget in generated tokens (default 24000)")
+    p.add_argument("--ppo-steps", type=int, default=10_000, help="PPO budget in generated tokens (default 10000)")
     p.add_argument("--beta", type=float, default=0.05, help="KL coefficient β (default 0.05)")
     p.add_argument("--max-new-tokens", type=int, default=16, help="continuation length cap (default 16)")
-    p.add_argument("--eval-episodes", type=int, default=128, help="held-out prompts evaluated (default 128)")
+    p.add_argument("--eval-episodes", type=int, default=64, help="held-out prompts evaluated (default 64)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--model", default="embedded", help=argparse.SUPPRESS)  # tests use a tiny local model
     p.add_argument("--wandb", choices=("online", "offline", "disabled"), default="disabled",

@@ -40,13 +40,13 @@ class DemoConfig:
     out: Path
     model: str = "embedded"  # the world's model: annotated candidates, reward-model init, reference and policy
     prefs: str | None = None  # a preference file to use instead of simulated comparisons
-    comparisons: int = 1000  # simulated comparisons
+    comparisons: int = 600  # simulated comparisons
     annotator_noise: float = 0.1  # flip rate of the simulated annotators
     rm_epochs: int = 2  # reward-model epochs
-    ppo_timesteps: int = 24_000  # PPO budget in generated tokens
+    ppo_timesteps: int = 10_000  # PPO budget in generated tokens
     beta: float = 0.05  # KL coefficient
     max_new_tokens: int = 16  # continuation length cap
-    eval_episodes: int = 128  # held-out prompts in the before/after evaluation
+    eval_episodes: int = 64  # held-out prompts in the before/after evaluation
     seed: int = 0
     agent: dict[str, Any] = field(default_factory=lambda: dict(DEMO_AGENT))
 
@@ -108,7 +108,7 @@ def run_demo(cfg: DemoConfig, console: Console, wandb_mode: str | None = "disabl
     env = {"task": "sentiment-rm", "model": cfg.model, "prompts": "embedded:train", "eval_prompts": "embedded:eval",
            "reward": str(out / "reward-model"), "gold": "gold", "beta": cfg.beta, "max_new_tokens": cfg.max_new_tokens,
            "num_envs": cfg.agent.get("batch_size", 32)}
-    run = {"total_timesteps": cfg.ppo_timesteps, "seed": cfg.seed, "eval_every": 0,
+    run = {"total_timesteps": cfg.ppo_timesteps, "seed": cfg.seed, "eval_every": 5,
            "eval_episodes": cfg.eval_episodes, "checkpoint_every": 0, "keep_checkpoints": 1, "samples_per_update": 6}
     where = {"env": "demo env settings", "agent": "demo agent settings", "run": "demo run settings"}
     run_cfg = resolve(env, dict(cfg.agent), run, where)
