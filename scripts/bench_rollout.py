@@ -5,10 +5,14 @@ Measured on the same model, batch and length (every sequence runs to exactly ``-
 * ``ours``     — KV-cached sampling (``core.generation.sample``) + teacher-forced reference log-probs and
                  one reward call (``TextGenVecEnv.score_episodes``): a whole RLHF rollout;
 * ``generate`` — ``model.generate(do_sample=True)``: sampling alone, no reference, no reward;
+* ``tokens``   — token-by-token stepping of the vector env driven by our PPO agent: the policy keeps its
+                 own KV cache (``agent.predict(obs, state=agent.stepper())``) and the env keeps the
+                 reference's, so every token costs two cached forwards and one ``env.step``;
 * ``naive``    — what a plain SB3-style loop does: re-encode the whole observation every token, no cache,
                  then ``env.step`` (same number of repeats).
 
-Prints tokens/s for each and ends with ``RESULT ratio=<ours/generate> naive_ratio=<naive/generate> ...``.
+Prints tokens/s for each and ends with
+``RESULT ratio=<ours/generate> token_ratio=<tokens/generate> naive_ratio=<naive/generate> ...``.
 
     python scripts/bench_rollout.py                       # embedded tiny GPT-2, CPU
     python scripts/bench_rollout.py --gpt2-124m --device cuda   # GPT-2-size model (random weights), GPU
@@ -20,9 +24,11 @@ import argparse
 import statistics
 import time
 
+import numpy as np
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from rlhf_gym.agents import PPO
 from rlhf_gym.core.generation import sample
 from rlhf_gym.envs import TextGenVecEnv
 
@@ -85,6 +91,19 @@ def main() -> None:
             policy.generate(input_ids=ids, attention_mask=mask, do_sample=True, max_new_tokens=args.length,
                             min_new_tokens=args.length, pad_token_id=e.pad, top_k=0, top_p=1.0)
 
+    agent = PPO(env, policy=policy, seed=0)  # acts with the same weights, through its own KV cache
+    step_tokens = {"n": 0}
+
+    def tokens():  # step until batch x length tokens were generated (episodes end and restart on EOS)
+        obs, _ = env.reset(seed=1)
+        state, starts, made = agent.stepper(), np.ones(args.batch, dtype=bool), 0
+        while made < n_tokens:
+            actions, state = agent.predict(obs, state=state, episode_start=starts)
+            obs, _, terminated, _, info = env.step(actions, logprobs=state.last_logprobs)
+            made += int(info["_ref_logprob"].sum())  # rows that generated a token this step
+            starts = state.starts_after(terminated)
+        step_tokens["n"] = made
+
     def naive():  # re-encode the whole window every step, then step the env token by token
         obs, _ = env.reset(seed=1)
         for _ in range(args.length):
@@ -96,7 +115,7 @@ def main() -> None:
             actions[actions == e.eos] = e.pad + 1 if e.pad + 1 != e.eos else 1  # keep every row running
             obs, *_ = env.step(actions)
 
-    fns = {"ours": ours, "generate": generate}
+    fns = {"ours": ours, "generate": generate, "tokens": tokens}
     if not args.skip_naive:
         fns["naive"] = naive
     times = interleaved(fns, args.repeats, device)
@@ -106,7 +125,10 @@ def main() -> None:
           f"{args.length} new tokens, {torch.get_num_threads()} threads, {args.repeats} interleaved repeats")
     print(f"ours (sample + ref log-probs + reward): {n_tokens / med['ours']:10.0f} tokens/s")
     print(f"model.generate (sampling only):         {n_tokens / med['generate']:10.0f} tokens/s")
-    result = f"RESULT ratio={ratio:.3f}"
+    token_ratio = statistics.median(
+        (step_tokens["n"] / t) / (n_tokens / g) for g, t in zip(times["generate"], times["tokens"]))
+    print(f"agent stepping make_vec env per token:  {step_tokens['n'] / med['tokens']:10.0f} tokens/s")
+    result = f"RESULT ratio={ratio:.3f} token_ratio={token_ratio:.3f}"
     if "naive" in times:
         print(f"naive per-token re-encode + env.step:   {n_tokens / med['naive']:10.0f} tokens/s")
         naive_ratio = statistics.median(g / n for g, n in zip(times["generate"], times["naive"]))

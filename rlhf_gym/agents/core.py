@@ -32,6 +32,7 @@ from transformers import PreTrainedModel
 from rlhf_gym.agents.buffer import Minibatch, RolloutBuffer
 from rlhf_gym.agents.policy import ActorCritic, vocab_size
 from rlhf_gym.agents.rollout import Callback, OnPolicyConfig, collect_rollout, run_callbacks
+from rlhf_gym.agents.stepping import PolicyStepper
 from rlhf_gym.core.generation import Samples, sample, sample_categorical, trim_left_padding
 from rlhf_gym.core.kl import make_kl_controller
 from rlhf_gym.core.models import load_causal_lm, load_tokenizer
@@ -261,7 +262,11 @@ class OnPolicyAgent:
 
         Reads the policy's next-token distribution at the last position; samples from it (with the agent's
         temperature and mask) or takes the argmax when ``deterministic``. Returns ``(actions, None)``.
+        With ``state`` from :meth:`stepper` it keeps a KV cache across calls instead of re-encoding the
+        observation (``episode_start`` marks new episodes) and returns ``(actions, state)``.
         """
+        if isinstance(state, PolicyStepper):
+            return state.act(observation, episode_start, deterministic)[0], state
         try:
             ids = torch.as_tensor(np.asarray(observation["input_ids"]), device=self.device).long()
             mask = torch.as_tensor(np.asarray(observation["attention_mask"]), device=self.device).long()
@@ -283,6 +288,13 @@ class OnPolicyAgent:
             actions = sample_categorical(logits.softmax(-1), self._sample_gen)
         actions = actions.cpu().numpy()
         return (actions[0] if single else actions), None
+
+    def stepper(self, num_envs: int | None = None) -> PolicyStepper:
+        """A KV-cached recurrent state for stepping the vector env token by token with :meth:`predict`."""
+        engine = self._require_env().unwrapped.engine
+        return PolicyStepper(self.policy.lm, num_envs or engine.n, engine.width, engine.pad,
+                             temperature=self.config.temperature, mask_fn=self.next_token_mask,
+                             generator=self._sample_gen)
 
     # ----- checkpoints -----------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
