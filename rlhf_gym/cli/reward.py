@@ -6,8 +6,8 @@ name renamed into place), so bad input leaves no half-written file or folder. Me
 ``RESULT key=value ...``.
 
 * ``simulate --out FILE``: FILE (JSONL, or CSV by suffix) and ``FILE_STEM.metrics.jsonl`` beside it;
-* ``train --out DIR``: DIR is an HF model directory plus ``reward_stats.json``, ``metrics.jsonl`` (one row
-  per epoch, then the final row) and ``samples.jsonl``;
+* ``train --out DIR``: DIR is an HF model directory plus ``reward_stats.json`` and ``metrics.jsonl`` (one row
+  per epoch, then the final row);
 * ``eval --out DIR`` (default ``MODEL/eval``): ``metrics.jsonl``, ``eval.json`` (with the calibration table)
   and ``samples.jsonl`` (fresh texts with their reward and gold scores); a previous DIR is replaced.
 """
@@ -19,8 +19,9 @@ import json
 import math
 import os
 import shutil
-import tempfile
+import textwrap
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -82,7 +83,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _parser(commands: argparse._SubParsersAction, name: str, help: str, description: str,
             epilog: str) -> argparse.ArgumentParser:
-    return commands.add_parser(name, help=help, description=description, epilog=epilog,
+    return commands.add_parser(name, help=help, description=textwrap.fill(description, 100), epilog=epilog,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
@@ -183,7 +184,7 @@ def run_simulate(args: argparse.Namespace) -> int:
         table.add_row(a.name, f"{a.temperature:g}", f"{a.flip_rate:g}", _fmt(sim.stats[f"sim/gold_agreement/{a.name}"]))
     table.add_row("all", "", "", _fmt(sim.stats["sim/gold_agreement"]))
     console.print(table)
-    console.print(f"wrote {len(sim.records)} {args.format} records ({len(sim.pairs)} pairs, "
+    console.print(f"wrote {len(sim.records)} records in the {args.format} format ({len(sim.pairs)} pairs, "
                   f"{sim.stats['sim/n_ties']} ties) from {sim.stats['sim/n_prompts']} prompts to {out} "
                   f"in {sim.stats['sim/seconds']:.1f}s; metrics in {metrics_path}")
     console.print(_result(records=len(sim.records), pairs=len(sim.pairs), ties=sim.stats["sim/n_ties"],
@@ -204,7 +205,7 @@ def _register_train(commands: argparse._SubParsersAction) -> None:
         "head by default) with the loss -log σ(r_chosen - r_rejected - margin) (ties: -½ log σ(d) - ½ log σ(-d)), "
         "holding out a validation split by prompt for early stopping. Reads any supported preference format "
         "(JSONL, CSV, a `datasets` folder). DIR becomes an ordinary HF model folder with reward_stats.json "
-        "(normalisation statistics), metrics.jsonl and samples.jsonl; it must not exist yet (or be empty).",
+        "(normalisation statistics) and metrics.jsonl; it must not exist yet (or be empty).",
         TRAIN_EPILOG)
     p.add_argument("--prefs", metavar="FILE", required=True, help="preference file (.jsonl/.csv) or dataset folder")
     p.add_argument("--out", metavar="DIR", required=True, help="reward-model folder to create")
@@ -248,6 +249,7 @@ def run_train(args: argparse.Namespace) -> int:
             final = {k: v for k, v in metrics.items() if k != "rm/val_calibration"}
             tracker.log({"step": _last_step(staging), **final, "rm/seconds": time.perf_counter() - started})
             tracker.summary(final)
+        (staging / "samples.jsonl").unlink(missing_ok=True)  # the tracker's, empty: training has no samples
         for item in (staging / "model").iterdir():  # the model folder becomes DIR itself
             item.rename(staging / item.name)
         (staging / "model").rmdir()
@@ -389,7 +391,8 @@ def _staging_dir(out: Path, *, replace: bool = False) -> Iterator[Path]:
     With ``replace=True`` an existing ``out`` is swapped out; otherwise ``out`` must be absent or empty.
     """
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    staging = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
+    staging.mkdir()
     try:
         yield staging
     except BaseException:

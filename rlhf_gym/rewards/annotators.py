@@ -1,29 +1,22 @@
 """Simulated annotators: preference data for the embedded world, labelled from the gold judge.
 
-The pipeline, :func:`simulate_preferences`:
+:func:`simulate_preferences` takes prompts (``embedded:train`` by default), samples several continuations of
+each with the shipped tiny GPT-2 at several temperatures (KV-cached, batched), scores them with the gold
+judge (:class:`~rlhf_gym.rewards.gold.VaderGold`) and has annotators (:class:`Annotator`) compare them. An
+annotator follows a Bradley–Terry model of the gold score with temperature ``T`` and flips its answer with
+probability ``f``::
 
-1. take prompts (review openings from ``embedded:train`` by default);
-2. sample several continuations of each with the shipped tiny GPT-2 at several temperatures (KV-cached,
-   batched :func:`~rlhf_gym.core.generation.sample`), so candidates range from bland to wild;
-3. score every continuation with the gold judge (:class:`~rlhf_gym.rewards.gold.VaderGold`);
-4. have simulated annotators compare them. An :class:`Annotator` follows a Bradley–Terry model of the gold
-   score with a temperature ``T`` and then flips its answer with probability ``f``::
+    P(A preferred over B) = (1 - f) · σ((gold(A) - gold(B)) / T) + f · σ((gold(B) - gold(A)) / T)
 
-       P(A preferred over B) = (1 - f) · σ((gold(A) - gold(B)) / T) + f · σ((gold(B) - gold(A)) / T)
+Several annotators with different ``T`` and ``f`` model disagreement; each comparison is labelled by one of
+them. Pairs whose gold scores differ by less than ``tie_threshold`` are ties. A K-way ranking follows the
+Plackett–Luce model with the same scores (sort by ``gold / T`` plus Gumbel noise, reverse with probability
+``f``), whose pairwise marginals are exactly the formula above.
 
-   ``T → 0`` always prefers the higher gold score, ``f = 0.5`` is a coin flip. Several annotators with
-   different ``T`` and ``f`` model disagreement; each comparison is labelled by one of them. Pairs whose gold
-   scores differ by less than ``tie_threshold`` are labelled ties. A K-way ranking is drawn from the
-   Plackett–Luce model with the same scores (sort by ``gold / T`` plus Gumbel noise, then reverse the whole
-   ranking with probability ``f``), whose pairwise marginals are exactly the formula above.
-
-Records come out in any of the three formats :mod:`rlhf_gym.rewards.preferences` reads (``pairs``,
-``candidates``, ``rankings``) and are validated by its :func:`~rlhf_gym.rewards.preferences.parse_record`,
-so what is written always loads back. Extra fields (``annotator`` and the gold scores, for analysis) are
-ignored by the loader. Everything is deterministic for a seed.
-
-:func:`gold_agreement` is the matching evaluation: how well any reward function ranks fresh continuations the
-way the gold judge does.
+Records come in the three formats :mod:`rlhf_gym.rewards.preferences` reads and are validated by its
+``parse_record``, so what :func:`write_records` writes loads back; the extra fields (``annotator``, gold
+scores) are ignored by the loader. Everything is deterministic for a seed. :func:`gold_agreement` measures
+how well any reward function ranks fresh continuations (:func:`fresh_texts`) the way the gold judge does.
 """
 
 from __future__ import annotations
@@ -34,8 +27,8 @@ import json
 import math
 import os
 import random
-import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -311,13 +304,12 @@ def write_records(records: Sequence[dict[str, Any]], path: str | os.PathLike) ->
 def write_text_atomic(path: Path, text: str) -> Path:
     """Writes ``text`` to a temporary file beside ``path`` and renames it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
+        tmp.write_text(text, encoding="utf-8", newline="")
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 
@@ -412,23 +404,19 @@ def gold_agreement(
     count half), ``gold/n_texts`` and ``gold/n_pairs``; ``samples`` holds ``{prompt, completion, reward,
     gold}`` per text.
     """
-    rows = [(i, prompt, c) for i, (prompt, cands) in enumerate(groups) for c in cands]
-    rewards = checked_scores(reward, [p for _, p, _ in rows], [c.text for _, _, c in rows]).tolist()
-    golds = [c.gold for _, _, c in rows]
-    by_prompt: dict[int, list[int]] = {}
-    for k, (i, _, _) in enumerate(rows):
-        by_prompt.setdefault(i, []).append(k)
-    correct = [
-        0.5 if rewards[a] == rewards[b] else float((rewards[a] > rewards[b]) == (golds[a] > golds[b]))
-        for members in by_prompt.values()
-        for a, b in combinations(members, 2)
-        if golds[a] != golds[b]
-    ]
+    rows = [(prompt, c) for prompt, cands in groups for c in cands]
+    rewards = checked_scores(reward, [p for p, _ in rows], [c.text for _, c in rows]).tolist()
+    golds = [c.gold for _, c in rows]
+    correct, start = [], 0
+    for _, cands in groups:  # pairs within each prompt's texts
+        members, start = range(start, start + len(cands)), start + len(cands)
+        correct += [0.5 if rewards[a] == rewards[b] else float((rewards[a] > rewards[b]) == (golds[a] > golds[b]))
+                    for a, b in combinations(members, 2) if golds[a] != golds[b]]
     metrics = {"gold/spearman": spearman(rewards, golds),
                "gold/pair_accuracy": float(np.mean(correct)) if correct else math.nan,
                "gold/n_texts": len(rows), "gold/n_pairs": len(correct)}
     samples = [{"prompt": p, "completion": c.text, "reward": r, "gold": c.gold}
-               for (_, p, c), r in zip(rows, rewards, strict=True)]
+               for (p, c), r in zip(rows, rewards, strict=True)]
     return metrics, samples
 
 
