@@ -125,6 +125,10 @@ class OnPolicyAgent:
         return env, spec
 
     def _resolve_policy(self, policy: PolicyArg, ref: PreTrainedModel | None) -> PreTrainedModel:
+        if self.config.lora is not None and ref is not None and (policy is None or policy is ref):
+            from rlhf_gym.core.lora import lora_on_reference  # the policy shares the reference's weights
+
+            return lora_on_reference(self.env.unwrapped.engine, self.config.lora).to(self.device).eval()
         if policy is None:
             if ref is None:
                 raise ConfigError(f"{self.algorithm} needs an env or a policy")
@@ -133,6 +137,10 @@ class OnPolicyAgent:
             lm = copy.deepcopy(policy).requires_grad_(True) if policy is ref else policy
         else:
             lm = load_causal_lm(policy).requires_grad_(True)
+        if self.config.lora is not None:
+            from rlhf_gym.core.lora import add_lora
+
+            lm = add_lora(lm, self.config.lora)
         if not any(p.requires_grad for p in lm.parameters()):
             raise ModelError("the policy model has no trainable parameters")
         return lm.to(self.device).eval()
@@ -361,11 +369,17 @@ class OnPolicyAgent:
         if env is None and meta.get("env") and meta["env"].get("id"):
             env, env_kwargs = meta["env"]["id"], meta["env"]["kwargs"]
         config = {**meta["config"], **overrides}
-        agent = cls(env, policy=load_causal_lm(path / "policy"), logger=logger, env_kwargs=env_kwargs, **config)
+        # A LoRA policy is rebuilt on the env's reference and its adapter loaded in _load_state.
+        policy = None if config.get("lora") is not None else load_causal_lm(path / "policy")
+        agent = cls(env, policy=policy, logger=logger, env_kwargs=env_kwargs, **config)
         agent._load_state(path, meta)
         return agent
 
     def _load_state(self, path: Path, meta: dict) -> None:
+        if self.config.lora is not None:
+            from rlhf_gym.core.lora import load_adapter
+
+            load_adapter(self.policy.lm, path / "policy")
         if self.policy.value_model is not None:
             self.policy.value_model.load_state_dict(load_causal_lm(path / "value_model").state_dict())
         head = load_file(path / "agent.safetensors", device=str(self.device))

@@ -74,6 +74,10 @@ class OnPolicyConfig:
     """Sampling temperature; the update scores actions at the same temperature."""
     separate_value_model: bool = False
     """Give the critic its own copy of the LM as trunk instead of sharing the policy's."""
+    lora: dict | None = None
+    """LoRA adapter for the policy, e.g. ``{r: 8, alpha: 16, dropout: 0.0, target_modules: null}`` (see
+    :mod:`rlhf_gym.core.lora`): only the adapter and the value head train, and the reference is the same base
+    model with the adapter disabled, so no second copy of the weights exists (None: full fine-tuning)."""
     seed: int | None = None
     """Seeds sampling, minibatch order and the env's prompt draws (same seed, same run on CPU)."""
     device: str | None = None
@@ -106,6 +110,12 @@ class OnPolicyConfig:
               self.adaptive_kl_horizon, "must be an integer >= 1")
         check(is_number(self.temperature) and self.temperature > 0, "temperature", self.temperature, "must be > 0")
         check(self.seed is None or is_int(self.seed), "seed", self.seed, "must be an integer or None")
+        if self.lora is not None:
+            from rlhf_gym.core.lora import LoraSpec
+
+            self.lora = LoraSpec.from_mapping(self.lora).to_dict()
+            check(not self.separate_value_model, "separate_value_model", True,
+                  "not supported with lora (the value head reads the LoRA policy's own trunk)")
 
 
 @runtime_checkable

@@ -55,13 +55,21 @@ def load_causal_lm(
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
 ) -> PreTrainedModel:
-    """Loads any HF causal LM (hub name, local directory, or an already built model) in eval mode."""
+    """Loads any HF causal LM (hub name, local directory, or an already built model) in eval mode.
+
+    A LoRA adapter directory (``adapter_config.json``, as LoRA agents save ``policy/``) loads as its base
+    model plus the adapter, a ``peft.PeftModel``.
+    """
     if isinstance(name_or_path, PreTrainedModel):
         model = name_or_path
     else:
         path = resolve_model_path(name_or_path)
         if _looks_local(path) and not Path(path).expanduser().is_dir():
             raise ModelError(f"model path {path} does not exist")
+        if (Path(path).expanduser() / "adapter_config.json").is_file():  # a LoRA checkpoint's policy/
+            from rlhf_gym.core.lora import load_lora_model
+
+            return load_lora_model(Path(path).expanduser(), device=device, dtype=dtype)
         try:
             model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype) if dtype else (
                 AutoModelForCausalLM.from_pretrained(path))

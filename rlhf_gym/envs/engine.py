@@ -96,6 +96,11 @@ class EpisodeEngine:
         self.prompt_index = np.zeros(num_rows, dtype=np.int64)
         self.next_logp = torch.zeros(num_rows, self.vocab_size, device=self.device)
 
+    def use_reference(self, model: torch.nn.Module) -> None:
+        """Makes ``model`` the reference from now on. It must compute what the current reference computes
+        (e.g. the same weights seen through a LoRA adapter-disabled view), so the KV cache stays valid."""
+        self.ref = self.window.model = model
+
     @property
     def ids(self) -> torch.Tensor:
         """``(N, W)`` left-padded token ids: the observation."""
