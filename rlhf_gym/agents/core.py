@@ -206,11 +206,16 @@ class OnPolicyAgent:
 
     def optimizer_step(self) -> float:
         """Clips the accumulated gradient, takes one optimizer step, clears it; returns the gradient norm."""
+        self.reduce_gradients()
         max_norm = self.config.max_grad_norm if self.config.max_grad_norm is not None else float("inf")
         norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return float(norm)
+
+    def reduce_gradients(self) -> None:
+        """Hook run after every backward pass of a step and before clipping (data-parallel training
+        all-reduces the gradients here, see :mod:`rlhf_gym.agents.distributed`); nothing by default."""
 
     # ----- SB3-shaped API ------------------------------------------------------------------------------------
     def learn(self, total_timesteps: int, callback: CallbackArg = None, progress_bar: bool = False) -> OnPolicyAgent:

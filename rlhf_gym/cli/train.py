@@ -25,6 +25,11 @@ examples:
   # continue a run that was stopped or killed, exactly where its last checkpoint left it
   rlhf-gym train --out runs/ppo --resume
 
+  # data-parallel on 8 GPUs of one machine: each rank samples env.num_envs episodes per rollout,
+  # gradients are all-reduced, rank 0 writes the run directory (see README, "Multi-GPU")
+  torchrun --nproc_per_node=8 -m rlhf_gym.cli train --env envs/sentiment.yaml --agent agents/ppo.yaml \\
+      --out runs/ppo-8gpu
+
   # see the resolved config (every field, with its doc) without training
   rlhf-gym train --env envs/sentiment.yaml --agent agents/ppo.yaml --print-config
 
@@ -68,6 +73,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rlhf_gym.agents.distributed import init_from_env
+
+    if not init_from_env():  # torchrun / accelerate launch set WORLD_SIZE > 1
+        return _run(args)
+    import torch.distributed as dist
+
+    try:
+        return _run(args)
+    finally:
+        dist.destroy_process_group()
+
+
+def _run(args: argparse.Namespace) -> int:
+    from rlhf_gym.agents.distributed import is_main_process
     from rlhf_gym.errors import ConfigError
     from rlhf_gym.runner.config import dump_config, load_run_config
     from rlhf_gym.runner.train import prepare_run, result_line, train
@@ -84,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = prepare_run(out, args.env, args.agent, args.overrides, args.resume)
     result = train(cfg, out, resume=args.resume, wandb_mode=args.wandb, console=Console(stderr=True),
                    progress=not args.no_progress)
+    if not is_main_process():
+        return 0
     console.print(f"run directory: {out}  ({result.steps} tokens, {result.updates} updates, "
                   f"{result.wall_time:.0f}s); next: rlhf-gym eval --run {out} / rlhf-gym report --run {out}")
     console.print(result_line(result.eval, wall_time=round(result.wall_time, 1)), soft_wrap=True)

@@ -71,12 +71,15 @@ def make_gold(cfg: ResolvedConfig, env: TextGenVecEnv) -> RewardFunction | None:
 
 
 def agent_class(cfg: ResolvedConfig) -> Any:
-    """The agent class of ``cfg.agent.algo`` (native agents come with PPO-ptx, see :mod:`rlhf_gym.runner.ptx`)."""
+    """The agent class of ``cfg.agent.algo`` (native agents come with PPO-ptx, see :mod:`rlhf_gym.runner.ptx`,
+    and are data-parallel when launched on several ranks, see :mod:`rlhf_gym.agents.distributed`)."""
+    from rlhf_gym.agents.distributed import with_data_parallel, world_size
+
     spec = algo_spec(cfg.agent.algo)
     if spec.kind != "native":
         raise ConfigError(f"agent.algo={cfg.agent.algo!r} is a Stable-Baselines3 algorithm; it is trained by "
                           "rlhf_gym.runner.sb3_run, not as a native agent")
-    return spec.agent_class()
+    return with_data_parallel(spec.agent_class()) if world_size() > 1 else spec.agent_class()
 
 
 def agent_kwargs(cfg: ResolvedConfig) -> dict[str, Any]:

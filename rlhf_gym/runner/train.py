@@ -14,6 +14,11 @@ Order of work, chosen so that a run killed at any instant resumes exactly:
 4. ``--resume`` restores the newest complete checkpoint (weights, optimizer, KL controller, every RNG,
    counters), drops metrics and samples logged after it, and continues with the same remaining budget, so
    the final rows equal those of a run that was never interrupted (on the same machine and thread count).
+
+Launched on several ranks (``torchrun --nproc_per_node=N -m rlhf_gym.cli train ...``) every rank builds the
+same objects and trains a data-parallel agent (:mod:`rlhf_gym.agents.distributed`); only rank 0 evaluates
+and writes the run directory (config, metrics, samples, checkpoints, W&B). On ``--resume`` every rank loads
+rank 0's checkpoint.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from rlhf_gym.agents.distributed import barrier, is_main_process, world_size
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.runner import checkpoint as ckpt
 from rlhf_gym.runner import quiet_hf_progress
@@ -74,6 +80,18 @@ def _eval_row(result: dict[str, Any]) -> dict[str, float]:
 
 def _eval_samples(result: dict[str, Any], n: int) -> list[dict[str, Any]]:
     return [{k: s[k] for k in ("prompt", "completion", "gold", "rm", "kl")} for s in result["samples"][:n]]
+
+
+class _NullTracker:
+    """What ranks other than 0 log to in a data-parallel run: nothing (rank 0 writes the run directory)."""
+
+    def log(self, metrics: dict[str, Any]) -> None: ...
+
+    def log_samples(self, step: int, rows: list[dict[str, Any]], kind: str = "rollout") -> None: ...
+
+    def summary(self, values: dict[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -161,7 +179,11 @@ def train(cfg: ResolvedConfig, out: str | Path, *, resume: bool = False, wandb_m
     console = console or Console(stderr=True)
     quiet_hf_progress()
     start_time = time.perf_counter()
+    main = is_main_process()
     if algo_spec(cfg.agent.algo).kind == "sb3":
+        if world_size() > 1:
+            raise ConfigError(f"agent.algo={cfg.agent.algo!r} (stock SB3) trains in one process; launch it without "
+                              "torchrun, or use a native agent (ppo, a2c, nlpo) for data-parallel training")
         return _train_sb3(cfg, out, resume, wandb_mode, console, progress, start_time)
     seed_everything(cfg.run)
     env = make_env(cfg)
@@ -171,28 +193,32 @@ def train(cfg: ResolvedConfig, out: str | Path, *, resume: bool = False, wandb_m
     if last is not None:
         agent = load_agent(cfg, env, last / "agent")
         state = ckpt.load_checkpoint(last)  # restores the global RNG states too
-        console.print(f"resuming {out} from {last.name}: {state['step']} tokens, {state['updates']} updates")
+        if main:
+            console.print(f"resuming {out} from {last.name}: {state['step']} tokens, {state['updates']} updates")
     else:
         agent = make_agent(cfg, env)
         state = {"step": 0, "updates": 0, "wall_time": 0.0, "initial_eval": None}
     prior_wall = float(state["wall_time"])
-    tracker = _open_run(out, cfg, wandb_mode, state["step"] if last else None, console)
+    barrier()  # every rank has read the run directory before rank 0 writes to it
+    tracker = _open_run(out, cfg, wandb_mode, state["step"] if last else None, console) if main else _NullTracker()
 
     run = cfg.run
     result: dict[str, Any] = {}
     try:
-        if last is None:
+        if last is None and main:
             initial = evaluate_policy(agent, env, eval_prompts, gold, cfg)
             state["initial_eval"] = {k: initial[k] for k in RESULT_KEYS if k in initial}
             tracker.log({"step": 0, **_eval_row(initial)})
             tracker.log_samples(0, _eval_samples(initial, run.samples_per_update), kind="eval")
             result = initial
-        bar = progress_bar(console, progress)
+        bar = progress_bar(console, progress and main)
         task = bar.add_task(f"{cfg.agent.algo} on {cfg.env.task}", total=run.total_timesteps,
                             completed=min(agent.num_timesteps, run.total_timesteps), status="")
 
         def on_update(metrics: dict) -> bool:
             nonlocal result
+            if not main:
+                return True
             updates, step = agent.num_rollouts, agent.num_timesteps
             final = step >= run.total_timesteps
             row = dict(metrics)
@@ -219,11 +245,17 @@ def train(cfg: ResolvedConfig, out: str | Path, *, resume: bool = False, wandb_m
         with bar:
             if remaining > 0:
                 agent.learn(remaining, callback=on_update)
+        wall = prior_wall + time.perf_counter() - start_time
+        if not main:
+            barrier()  # wait for rank 0's final evaluation and result.json
+            return TrainResult(out, {}, agent.num_timesteps, agent.num_rollouts, wall)
         if not result:  # resumed a run whose training had already finished
             result = evaluate_policy(agent, env, eval_prompts, gold, cfg)
         wall = prior_wall + time.perf_counter() - start_time
-        return _finish(out, tracker, state.get("initial_eval") or {}, result, agent.num_timesteps,
-                       agent.num_rollouts, wall)
+        finished = _finish(out, tracker, state.get("initial_eval") or {}, result, agent.num_timesteps,
+                           agent.num_rollouts, wall)
+        barrier()
+        return finished
     finally:
         tracker.close()
 
