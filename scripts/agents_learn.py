@@ -6,12 +6,13 @@ budget per episode). Before and after, the mean gold score of sampled continuati
 temperature 1) of held-out ``embedded:eval`` prompts is measured with
 :func:`rlhf_gym.agents.evaluation.evaluate`, together with the KL to the reference per episode.
 
-    python scripts/agents_learn.py                 # one seed each, ~10 minutes on 2 CPU cores
+    python scripts/agents_learn.py                 # one seed each, ~4-7 minutes on 2 CPU cores
     python scripts/agents_learn.py --seeds 3 --algos ppo,nlpo      # PPO vs NLPO, mean ± std over 3 seeds
 
 The last line is ``RESULT ppo_gain=… a2c_gain=… nlpo_gain=… sb3_ppo_gain=… max_kl=… kl_target=…``
 (gains: gold after − before on VADER's −1…1 scale, mean over seeds; ``max_kl``: the largest held-out KL
-of any trained policy, nats per episode).
+of any trained policy, nats per episode). NLPO is evaluated by sampling its LM without the mask, like the
+others (the deployed model). Runs use one torch thread: the tiny model is faster so on a busy 2-core box.
 """
 
 from __future__ import annotations
@@ -52,8 +53,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="NLPO's min_tokens (default: the config's 100, RL4LMs' default)")
     p.add_argument("--batch-size", type=int, default=64, help="episodes per rollout")
     p.add_argument("--max-new-tokens", type=int, default=20)
-    p.add_argument("--beta", type=float, default=0.05, help="initial KL coefficient β")
+    p.add_argument("--beta", type=float, default=0.1, help="initial KL coefficient β (stock SB3: fixed β)")
     p.add_argument("--kl-target", type=float, default=6.0, help="adaptive β's target KL per episode (nats)")
+    p.add_argument("--kl-horizon", type=int, default=1_000,
+                   help="adaptive β's horizon in episodes (TRL uses 10000 for long runs; a short run needs a short one)")
     p.add_argument("--eval-n", type=int, default=256, help="held-out prompts sampled before and after")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for the tiny model)")
     return p.parse_args(argv)
@@ -70,7 +73,8 @@ def held_out(policy, env, args: argparse.Namespace, seed: int) -> dict:
 def run_ours(algo: str, seed: int, args: argparse.Namespace) -> dict:
     env = make_env(args)
     extra = {"min_tokens": args.nlpo_min_tokens} if algo == "nlpo" and args.nlpo_min_tokens else {}
-    agent = ALGORITHMS[algo](env, seed=seed, adaptive_kl_target=args.kl_target, **HYPERPARAMS[algo], **extra)
+    agent = ALGORITHMS[algo](env, seed=seed, adaptive_kl_target=args.kl_target,
+                                     adaptive_kl_horizon=args.kl_horizon, **HYPERPARAMS[algo], **extra)
     start = time.perf_counter()
     agent.learn(args.timesteps)
     seconds = time.perf_counter() - start
