@@ -80,7 +80,7 @@ def test_sigkilled_run_resumes_exactly(tmp_path, presets, where, n, capsys):
     assert ckpt.latest_checkpoint(out) is not None  # killed after the first checkpoint ...
     assert not (out / "result.json").exists()  # ... and before the end
     if where == "ckpt":
-        assert list((out / "checkpoints").glob(".tmp-*"))  # the torn checkpoint is there, and ignored
+        assert list((out / "checkpoints").glob(".*"))  # the torn checkpoint (a hidden temp folder) is there, ignored
 
     assert main(["train", "--out", str(out), "--resume", "--no-progress", "--wandb", "disabled"]) == 0
     assert "resuming" in capsys.readouterr().err

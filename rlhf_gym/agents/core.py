@@ -15,8 +15,6 @@ import base64
 import copy
 import json
 import secrets
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, fields
@@ -38,6 +36,7 @@ from rlhf_gym.core.kl import make_kl_controller
 from rlhf_gym.core.models import load_causal_lm, load_tokenizer
 from rlhf_gym.envs.vector import TextGenVecEnv
 from rlhf_gym.errors import ConfigError, ModelError
+from rlhf_gym.io import atomic_dir
 
 PolicyArg = str | Path | PreTrainedModel | None
 CallbackArg = Callback | Callable[[dict], bool | None] | list | None
@@ -318,9 +317,7 @@ class OnPolicyAgent:
         optimizer's tensors, ``agent.json`` the config, KL-controller state, counters and RNG states.
         """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
+        with atomic_dir(path) as tmp:
             self.policy.lm.save_pretrained(tmp / "policy")
             if self.env is not None:
                 self.env.unwrapped.engine.tok.save_pretrained(tmp / "policy")
@@ -345,15 +342,6 @@ class OnPolicyAgent:
                 **self._extra_state(tmp),
             }
             (tmp / "agent.json").write_text(json.dumps(meta, indent=2))
-            if path.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
-                path.rename(old / "ckpt")
-                tmp.rename(path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                tmp.rename(path)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         return path
 
     @classmethod

@@ -18,12 +18,8 @@ import argparse
 import json
 import math
 import os
-import shutil
 import textwrap
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +28,7 @@ from rich.table import Table
 
 from rlhf_gym.cli.train import add_wandb_flag
 from rlhf_gym.errors import ConfigError
+from rlhf_gym.io import atomic_dir
 
 SIMULATE_EPILOG = """\
 examples:
@@ -242,7 +239,7 @@ def run_train(args: argparse.Namespace) -> int:
     pairs = load_preferences(args.prefs)  # bad input fails here, before anything is written
     console.print(f"training on {len(pairs)} pairs from {args.prefs} ({sum(p.tie for p in pairs)} ties)")
     started = time.perf_counter()
-    with _staging_dir(out) as staging:
+    with atomic_dir(out) as staging:
         with Tracker(staging, {"prefs": str(args.prefs), **vars(cfg)}, wandb_mode=args.wandb) as tracker:
             _, _, metrics = train_reward_model(pairs, cfg, staging / "model", callback=tracker.log,
                                                progress=not args.no_progress)
@@ -315,7 +312,7 @@ def run_eval(args: argparse.Namespace) -> int:
                              progress=not args.no_progress)
         gold, samples = gold_agreement(reward, groups)
         metrics.update(gold)
-    with _staging_dir(out, replace=True) as staging:
+    with atomic_dir(out) as staging:
         config = {"model": str(args.model), "prefs": str(args.prefs), "fresh": fresh, "seed": args.seed}
         with Tracker(staging, config, wandb_mode=args.wandb, name=f"eval-{Path(args.model).name}") as tracker:
             tracker.log({"step": 0, **metrics})
@@ -382,28 +379,6 @@ def _calibration_table(bins: list[dict[str, Any]], title: str) -> Table:
         if b["count"]:
             table.add_row(f"{b['low']:.1f}–{b['high']:.1f}", str(b["count"]), _fmt(b["predicted"]), _fmt(b["observed"]))
     return table
-
-
-@contextmanager
-def _staging_dir(out: Path, *, replace: bool = False) -> Iterator[Path]:
-    """A temporary folder beside ``out`` that becomes ``out`` when the block succeeds and vanishes if not.
-
-    With ``replace=True`` an existing ``out`` is swapped out; otherwise ``out`` must be absent or empty.
-    """
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
-    staging.mkdir()
-    try:
-        yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    old = out.rename(out.with_name(f".{out.name}.old-{os.getpid()}")) if replace and out.exists() else None
-    if out.exists():
-        out.rmdir()  # empty: checked before the work started
-    staging.rename(out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _finite(row: dict[str, Any]) -> dict[str, Any]:

@@ -28,7 +28,6 @@ import math
 import os
 import random
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ import numpy as np
 import torch
 
 from rlhf_gym.errors import ConfigError
+from rlhf_gym.io import write_text_atomic
 from rlhf_gym.rewards.base import RewardFunction, checked_scores
 from rlhf_gym.rewards.preferences import PreferencePair, parse_record
 
@@ -299,19 +299,6 @@ def write_records(records: Sequence[dict[str, Any]], path: str | os.PathLike) ->
     writer.writeheader()
     writer.writerows({k: json.dumps(v) if isinstance(v, list) else v for k, v in r.items()} for r in records)
     return write_text_atomic(path, buffer.getvalue())
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Writes ``text`` to a temporary file beside ``path`` and renames it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8", newline="")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _label(prompt: str, cands: list[Candidate], cfg: SimulationConfig, rng: random.Random,

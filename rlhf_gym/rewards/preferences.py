@@ -26,13 +26,13 @@ import io
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rlhf_gym.errors import DataError
+from rlhf_gym.io import write_text_atomic
 
 _JSONL_SUFFIXES = {".jsonl", ".json", ".ndjson"}
 _FORMATS = "{prompt, chosen, rejected}, {input_text, candidate1, candidate2, human_preference} or {prompt, completions}"
@@ -108,26 +108,17 @@ def save_preferences(pairs: Iterable[PreferencePair], path: str | os.PathLike) -
     loads back into equal pairs. The file is written to a temporary name in the same folder and renamed into
     place, so an error never leaves a half-written file behind.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for pair in pairs:
-                record = {"prompt": pair.prompt, "chosen": pair.chosen, "rejected": pair.rejected}
-                if pair.weight != 1.0:
-                    record["weight"] = pair.weight
-                if pair.margin != 0.0:
-                    record["margin"] = pair.margin
-                if pair.tie:
-                    record["tie"] = True
-                f.write(json.dumps(record, ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    lines = []
+    for pair in pairs:
+        record = {"prompt": pair.prompt, "chosen": pair.chosen, "rejected": pair.rejected}
+        if pair.weight != 1.0:
+            record["weight"] = pair.weight
+        if pair.margin != 0.0:
+            record["margin"] = pair.margin
+        if pair.tie:
+            record["tie"] = True
+        lines.append(json.dumps(record, ensure_ascii=False) + "\n")
+    path = write_text_atomic(path, "".join(lines))
     return path
 
 

@@ -25,8 +25,6 @@ import dataclasses
 import json
 import math
 import random
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +37,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreT
 
 from rlhf_gym.core.models import resolve_model_path
 from rlhf_gym.errors import ConfigError, DataError, ModelError
+from rlhf_gym.io import atomic_dir
 from rlhf_gym.rewards.base import RewardFunction, checked_scores
 from rlhf_gym.rewards.learned import STATS_FILE, LearnedReward, prepare_tokenizer, sequence_rewards
 from rlhf_gym.rewards.preferences import PreferencePair
@@ -372,9 +371,7 @@ def _save_atomic(model, tokenizer, cfg: RewardModelConfig, metrics: dict[str, An
     """Writes the HF directory and ``reward_stats.json`` to ``out.tmp-XXXX``, then renames it to ``out``."""
     from rlhf_gym import __version__
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f"{out.name}.tmp-"))
-    try:
+    with atomic_dir(out) as tmp:  # `out` is absent or empty (checked before training)
         model.save_pretrained(tmp)  # safetensors
         tokenizer.save_pretrained(tmp)
         stats = {
@@ -388,9 +385,3 @@ def _save_atomic(model, tokenizer, cfg: RewardModelConfig, metrics: dict[str, An
             "rlhf_gym_version": __version__,
         }
         (tmp / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
-        if out.exists():
-            out.rmdir()  # checked empty before training
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

@@ -9,7 +9,7 @@ A checkpoint directory holds
 * ``runner.json`` — what the runner itself needs to continue: the step, the number of updates, the Python
   and NumPy global RNG states, the evaluation and checkpoint schedule, the wall time so far.
 
-It is first written to ``checkpoints/.tmp-step-.../`` and renamed into place with ``os.replace``, so a
+It is first written to a hidden temporary folder beside it and renamed into place (``rlhf_gym.io.atomic_dir``), so a
 process killed at any moment leaves either the previous checkpoints or the new one, never a torn one;
 leftover temp directories are removed by the next save. ``runner.json`` is written last and marks a
 complete checkpoint.
@@ -18,10 +18,8 @@ complete checkpoint.
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from rlhf_gym.errors import ModelError
+from rlhf_gym.io import atomic_dir
 
 CHECKPOINTS, RUNNER_FILE, RNG_FILE = "checkpoints", "runner.json", "rng.safetensors"
 
@@ -84,20 +83,14 @@ def save_checkpoint(run_dir: str | Path, step: int, save_agent: Callable[[Path],
     """
     root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
-    for stale in root.glob(".tmp-*"):
+    for stale in root.glob(".*"):  # leftovers of a write killed midway
         shutil.rmtree(stale, ignore_errors=True)
     final = root / f"step-{step:09d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=root))
-    try:
+    with atomic_dir(final) as tmp:  # the same step saved twice (a final save after a periodic one) replaces it
         save_agent(tmp / "agent")
         rng_state, rng_tensors = capture_rng()
         save_file(rng_tensors, tmp / RNG_FILE)
         (tmp / RUNNER_FILE).write_text(json.dumps({"step": step, **state, "rng": rng_state}, indent=1))
-        if final.exists():  # the same step saved twice (e.g. a final save right after a periodic one)
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     for old in list_checkpoints(run_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final

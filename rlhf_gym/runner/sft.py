@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +22,7 @@ from typing import Any
 import torch
 
 from rlhf_gym.errors import ConfigError, DataError
+from rlhf_gym.io import atomic_dir
 
 #: Seed of the demonstration stream of the embedded world (distinct from pretraining and evaluation seeds).
 DEMO_SEED = 2
@@ -182,15 +180,8 @@ def train_sft(demos: list[Demonstration], cfg: SFTConfig, out_dir: str | Path | 
     if val:
         metrics["sft/val_loss"] = _loss(model, tok, val, cfg, device)
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-        try:
+        with atomic_dir(out) as tmp:  # `out` is absent or empty (checked above)
             model.save_pretrained(tmp)
             tok.save_pretrained(tmp)
             (tmp / "sft_metrics.json").write_text(json.dumps({**metrics, "config": vars(cfg)}, indent=1))
-            if out.exists():
-                out.rmdir()  # empty (checked above)
-            os.replace(tmp, out)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     return metrics

@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from rlhf_gym.io import write_text_atomic
+
 WANDB_MODES = ("online", "offline", "disabled")
 METRICS_FILE, SAMPLES_FILE, TRACKING_FILE = "metrics.jsonl", "samples.jsonl", "tracking.json"
 
@@ -63,9 +65,7 @@ def truncate_jsonl(path: Path, max_step: int) -> None:
     if not path.is_file():
         return
     keep = [r for r in read_jsonl(path) if int(r.get("step", 0)) <= max_step]
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in keep), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in keep))
 
 
 def wandb_api_key_configured() -> bool:

@@ -24,7 +24,6 @@ rank 0's checkpoint.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ from rich.progress import (
 
 from rlhf_gym.agents.distributed import barrier, is_main_process, world_size
 from rlhf_gym.errors import ConfigError
+from rlhf_gym.io import write_text_atomic
 from rlhf_gym.runner import checkpoint as ckpt
 from rlhf_gym.runner import quiet_hf_progress
 from rlhf_gym.runner.build import env_prompts, load_agent, make_agent, make_env, make_gold, seed_everything
@@ -138,19 +138,13 @@ def prepare_run(out: Path, env_file: str | None, agent_file: str | None, overrid
     return cfg
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _open_run(out: Path, cfg: ResolvedConfig, wandb_mode: str | None, resume_step: int | None,
               console: Console) -> Tracker:
     """Creates the run directory (removed again if this fails), writes ``config.yaml``, starts tracking."""
     created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
-        _write_atomic(out / CONFIG_FILE, dump_config(cfg))
+        write_text_atomic(out / CONFIG_FILE, dump_config(cfg))
         tracker = Tracker(out, cfg.to_dict(), wandb_mode=wandb_mode, resume_step=resume_step)
     except BaseException:
         if created:
@@ -166,7 +160,7 @@ def _finish(out: Path, tracker: Tracker, initial: dict, final: dict, steps: int,
     """Writes ``result.json`` and the W&B summary."""
     result = TrainResult(out, {k: final[k] for k in RESULT_KEYS if k in final}, steps, updates, wall,
                          {k: initial[k] for k in RESULT_KEYS if k in (initial or {})})
-    _write_atomic(out / RESULT_FILE, json.dumps({"eval": result.eval, "initial_eval": result.initial_eval,
+    write_text_atomic(out / RESULT_FILE, json.dumps({"eval": result.eval, "initial_eval": result.initial_eval,
                                                  "steps": steps, "updates": updates, "wall_time": wall}, indent=1))
     tracker.summary({**{f"eval/{k}": v for k, v in result.eval.items()}, "wall_time": wall})
     return result
