@@ -20,27 +20,41 @@ from rlhf_gym.errors import DataError
 EMBEDDED_SEEDS = {"train": 100, "eval": 101}
 
 
-def _from_file(path: Path) -> list[str]:
+def read_lines(path: Path, what: str) -> list[str]:
+    """The lines of a UTF-8 text file; ``what`` names the file in errors ("prompt file", ...)."""
     if not path.is_file():
-        raise DataError(f"prompt file {path} does not exist")
+        raise DataError(f"{what} {path} does not exist")
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        return path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as e:
-        raise DataError(f"prompt file {path} is not UTF-8 text (byte {e.start})") from e
-    if path.suffix == ".jsonl":
-        prompts = []
-        for i, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{i}: not valid JSON ({e.msg})") from e
-            if not isinstance(obj, dict) or not isinstance(obj.get("prompt", obj.get("text")), str):
-                raise DataError(f"{path}:{i}: expected an object with a string 'prompt' or 'text' field")
-            prompts.append(obj.get("prompt", obj.get("text")))
-        return prompts
-    return [line for line in lines if line.strip()]
+        raise DataError(f"{what} {path} is not UTF-8 text (byte {e.start})") from e
+
+
+def read_jsonl_objects(path: Path, what: str) -> list[tuple[int, dict]]:
+    """``(line number, object)`` for each non-blank line of a JSONL file; errors name ``file:line``."""
+    rows = []
+    for i, line in enumerate(read_lines(path, what), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{i}: not valid JSON ({e.msg})") from e
+        if not isinstance(obj, dict):
+            raise DataError(f"{path}:{i}: expected a JSON object, got {type(obj).__name__}")
+        rows.append((i, obj))
+    return rows
+
+
+def _from_file(path: Path) -> list[str]:
+    if path.suffix != ".jsonl":
+        return [line for line in read_lines(path, "prompt file") if line.strip()]
+    prompts = []
+    for i, obj in read_jsonl_objects(path, "prompt file"):
+        if not isinstance(obj.get("prompt", obj.get("text")), str):
+            raise DataError(f"{path}:{i}: expected an object with a string 'prompt' or 'text' field")
+        prompts.append(obj.get("prompt", obj.get("text")))
+    return prompts
 
 
 def _from_dataset(source: str, split: str, column: str | None, prompt_words: int | None) -> list[str]:

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from rlhf_gym.core.data import read_jsonl_objects
 from rlhf_gym.errors import ConfigError, DataError
 from rlhf_gym.io import atomic_dir
 
@@ -60,22 +61,8 @@ class SFTConfig:
 def load_demonstrations(path: str | Path) -> list[Demonstration]:
     """Reads a JSONL file of ``{"prompt": str, "completion": str}`` objects (blank lines are skipped)."""
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"demonstration file {p} does not exist")
-    try:
-        lines = p.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as e:
-        raise DataError(f"demonstration file {p} is not UTF-8 text (byte {e.start})") from e
     demos = []
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{p}:{i}: not valid JSON ({e.msg})") from e
-        if not isinstance(obj, dict):
-            raise DataError(f"{p}:{i}: expected an object {{prompt, completion}}, got {type(obj).__name__}")
+    for i, obj in read_jsonl_objects(p, "demonstration file"):
         for key in ("prompt", "completion"):
             if key not in obj:
                 raise DataError(f"{p}:{i}: missing field {key!r} (a demonstration is {{prompt, completion}})")
