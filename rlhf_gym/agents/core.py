@@ -190,8 +190,12 @@ class OnPolicyAgent:
         raise NotImplementedError
 
     # ----- the shared pieces of an update ------------------------------------------------------------------
-    def evaluate_actions(self, mb: Minibatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One teacher-forced forward: ``(log π(a_t|s_t), entropy of π(·|s_t), V(s_t))``, each ``(n, T)``."""
+    def evaluate_actions(self, mb: Minibatch, with_entropy: bool = True
+                         ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """One teacher-forced forward: ``(log π(a_t|s_t), entropy of π(·|s_t), V(s_t))``, each ``(n, T)``.
+
+        ``with_entropy=False`` skips the entropy (returns None): it costs two more ``(n, T, V)`` tensors.
+        """
         logits, values = self.policy(mb.input_ids, mb.attention_mask, mb.n_tokens)
         if self.config.temperature != 1.0:
             logits = logits / self.config.temperature
@@ -200,6 +204,8 @@ class OnPolicyAgent:
             logits = logits.masked_fill(~allowed, float("-inf"))
         logp_all = logits.log_softmax(-1)
         logp = logp_all.gather(-1, mb.tokens[..., None]).squeeze(-1)
+        if not with_entropy:
+            return logp, None, values
         entropy = -(logp_all.exp() * logp_all.clamp(min=torch.finfo(logp_all.dtype).min)).sum(-1)
         return logp, entropy, values
 

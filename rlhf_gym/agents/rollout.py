@@ -156,7 +156,7 @@ def collect_rollout(agent, kl_controller: KLController) -> tuple[RolloutBuffer, 
     for start in range(0, len(buf), cfg.minibatch_size):
         rows = torch.arange(start, min(start + cfg.minibatch_size, len(buf)), device=device)
         mb = buf.select(rows)
-        logp, _, values = agent.evaluate_actions(mb)
+        logp, _, values = agent.evaluate_actions(mb, with_entropy=False)
         buf.logprobs[rows, : mb.n_tokens] = logp * mb.token_mask
         buf.values[rows, : mb.n_tokens] = values * mb.token_mask
 
