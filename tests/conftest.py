@@ -9,7 +9,6 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
-torch.set_num_threads(1)  # tiny models: one thread avoids contention and is as fast
 
 CORPUS = [
     "the movie was great and the acting was wonderful",
@@ -39,6 +38,13 @@ def build_tiny_lm(path, vocab_size: int = 300, n_positions: int = 64, seed: int 
                      eos_token_id=fast.eos_token_id, bos_token_id=fast.eos_token_id, pad_token_id=fast.eos_token_id)
     GPT2LMHeadModel(cfg).save_pretrained(path)
     return path
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and on a busy 2-core machine thread hand-offs cost up to 10x.
+    Set before every test, so a CLI test that changes the thread count cannot slow the ones after it."""
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

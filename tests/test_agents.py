@@ -24,15 +24,6 @@ TRL_KEYS = {"objective/kl", "objective/entropy", "objective/scores", "objective/
             "time/tokens_per_second", "step"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from threads, and on a busy 2-core box thread hand-offs dominate."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def vowel_reward(prompts, completions):
     """Pays for vowels: a dense signal a random tiny LM can climb in a few updates."""
     return [sum(ch in "aeiou" for ch in c) / max(len(c), 1) for c in completions]

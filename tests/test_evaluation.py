@@ -15,14 +15,6 @@ from rlhf_gym.envs import TextGenEnv, TextGenVecEnv
 from rlhf_gym.errors import ConfigError
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def length_reward(prompts, completions):
     return [len(c) / 10 for c in completions]
 

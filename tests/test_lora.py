@@ -16,14 +16,6 @@ from rlhf_gym.errors import ConfigError
 pytest.importorskip("peft")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def vowel_reward(prompts, completions):
     return [sum(ch in "aeiou" for ch in c) / max(len(c), 1) for c in completions]
 

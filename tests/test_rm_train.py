@@ -48,15 +48,6 @@ def synthetic_pairs(n: int, seed: int = 0) -> list[PreferencePair]:
     return pairs
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """A 32-wide model gains nothing from threads, and on a busy 2-core box spinning threads cost 10x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tiny_lm(tmp_path_factory) -> str:
     """A randomly initialised 2-layer GPT-2 with a byte-level BPE tokenizer, saved like a hub checkpoint."""

@@ -22,15 +22,6 @@ from rlhf_gym.envs import TextGenEnv
 from rlhf_gym.errors import ConfigError, ModelError
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models are fastest on one thread (and two threads crawl when other jobs share the cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def e_reward(prompts, completions):
     """A toy reward paying for the letter 'e': the policy should move mass onto tokens that contain it."""
     return [c.count("e") / 4 for c in completions]

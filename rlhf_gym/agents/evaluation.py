@@ -36,7 +36,7 @@ import torch
 from transformers import PreTrainedModel
 
 from rlhf_gym.core.data import load_prompts
-from rlhf_gym.core.generation import position_ids_from_mask, sample
+from rlhf_gym.core.generation import left_pad, position_ids_from_mask, sample
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.rewards.base import RewardFunction, as_reward_function, checked_scores
 
@@ -122,16 +122,6 @@ def _resolve_prompts(prompts: str | Sequence[str] | None, engine, n: int) -> lis
     return [source[i % len(source)] for i in range(n)]  # the first n, cycled if there are fewer
 
 
-def _left_pad(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for r, s in enumerate(seqs):
-        ids[r, width - len(s) :] = torch.tensor(s, dtype=torch.long)
-        mask[r, width - len(s) :] = 1
-    return ids, mask
-
-
 @torch.no_grad()
 def evaluate(
     policy: Any,
@@ -183,7 +173,7 @@ def evaluate(
     try:
         rows: list[dict[str, Any]] = []
         for lo in range(0, n, batch_size):
-            ids, mask = _left_pad(prompt_ids[lo : lo + batch_size], engine.pad)
+            ids, mask = left_pad(prompt_ids[lo : lo + batch_size], engine.pad)
             out = sample(lm, ids.to(device), mask.to(device), max_new_tokens=max_new_tokens,
                          eos_token_id=engine.eos, pad_token_id=engine.pad, temperature=temperature,
                          generator=generator)

@@ -7,7 +7,7 @@ does not shift positions.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -21,6 +21,19 @@ class Samples:
     tokens: torch.Tensor  # (N, T) long, pad after the first EOS
     logprobs: torch.Tensor  # (N, T) float, log-prob of each token under the sampling distribution
     mask: torch.Tensor  # (N, T) bool, True for generated tokens up to and including EOS
+
+
+def left_pad(seqs: Sequence[Sequence[int]], pad_token_id: int, width: int | None = None,
+             device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id lists as left-padded ``(ids, mask)`` of ``width`` columns (default: the longest)."""
+    width = width or max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_token_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for r, s in enumerate(seqs):
+        if s:
+            ids[r, width - len(s):] = torch.as_tensor(s, dtype=torch.long)
+            mask[r, width - len(s):] = 1
+    return ids.to(device), mask.to(device)
 
 
 def trim_left_padding(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel
 
-from rlhf_gym.core.generation import position_ids_from_mask
+from rlhf_gym.core.generation import left_pad, position_ids_from_mask
 
 
 def _layers(cache) -> list[tuple[object, str, str]]:
@@ -55,11 +55,7 @@ class SlidingWindowLM:
         """Starts ``rows`` over with the given prompt token ids: one forward over those prompts alone."""
         rows_t = torch.as_tensor(np.asarray(rows), device=self.device, dtype=torch.long)
         longest = max(len(p) for p in prompts)
-        new_ids = torch.full((len(prompts), self.width), self.pad, dtype=torch.long, device=self.device)
-        new_mask = torch.zeros_like(new_ids)
-        for r, p in enumerate(prompts):
-            new_ids[r, self.width - len(p):] = torch.as_tensor(p, device=self.device)
-            new_mask[r, self.width - len(p):] = 1
+        new_ids, new_mask = left_pad(prompts, self.pad, self.width, self.device)
         self.ids[rows_t], self.mask[rows_t] = new_ids, new_mask
         # Only the last `longest` columns hold prompt tokens: run the model on those alone.
         ids, mask = new_ids[:, -longest:], new_mask[:, -longest:]

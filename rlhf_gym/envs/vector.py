@@ -34,6 +34,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 from transformers import PreTrainedTokenizerBase
 
+from rlhf_gym.core.generation import left_pad
 from rlhf_gym.envs.engine import EpisodeScores
 from rlhf_gym.envs.textgen import ModelArg, build_engine, observation_space, pick_prompt
 from rlhf_gym.errors import ConfigError
@@ -132,14 +133,8 @@ class TextGenVecEnv(VectorEnv):
         """``n`` prompts drawn from ``np_random``, left-padded to the longest: ``(ids, mask, prompt_indices)``."""
         e, n = self.engine, n or self.num_envs
         indices = self.np_random.integers(len(e.prompts), size=n)
-        seqs = [e.prompt_ids[i] for i in indices]
-        width = max(len(s) for s in seqs)
-        ids = torch.full((n, width), e.pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for r, s in enumerate(seqs):
-            ids[r, width - len(s):] = torch.tensor(s)
-            mask[r, width - len(s):] = 1
-        return ids.to(e.device), mask.to(e.device), indices
+        ids, mask = left_pad([e.prompt_ids[i] for i in indices], e.pad, device=e.device)
+        return ids, mask, indices
 
     def score_episodes(
         self,
