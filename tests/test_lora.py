@@ -8,9 +8,10 @@ import torch
 
 from rlhf_gym.agents import NLPO, PPO
 from rlhf_gym.core.generation import position_ids_from_mask
-from rlhf_gym.core.lora import AdapterDisabledLM, LoraSpec
+from rlhf_gym.core.lora import LoraSpec
 from rlhf_gym.core.models import load_causal_lm
 from rlhf_gym.envs import TextGenVecEnv
+from rlhf_gym.envs.lora import AdapterDisabledLM
 from rlhf_gym.errors import ConfigError
 
 pytest.importorskip("peft")

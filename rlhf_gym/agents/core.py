@@ -125,7 +125,7 @@ class OnPolicyAgent:
 
     def _resolve_policy(self, policy: PolicyArg, ref: PreTrainedModel | None) -> PreTrainedModel:
         if self.config.lora is not None and ref is not None and (policy is None or policy is ref):
-            from rlhf_gym.core.lora import lora_on_reference  # the policy shares the reference's weights
+            from rlhf_gym.envs.lora import lora_on_reference  # the policy shares the reference's weights
 
             return lora_on_reference(self.env.unwrapped.engine, self.config.lora).to(self.device).eval()
         if policy is None:
@@ -340,7 +340,7 @@ class OnPolicyAgent:
                 "kl_controller": self.kl_controller.state_dict(),
                 "counters": {"num_timesteps": self.num_timesteps, "num_rollouts": self.num_rollouts,
                              "num_episodes": self.num_episodes},
-                "rng": {"sample": _b64(self._sample_gen.get_state()), "shuffle": _b64(self._shuffle_gen.get_state()),
+                "rng": {"sample": rng_state_to_text(self._sample_gen.get_state()), "shuffle": rng_state_to_text(self._shuffle_gen.get_state()),
                         "env": self.env.unwrapped.np_random.bit_generator.state if self.env is not None else None},
                 "optimizer_param_groups": [{k: list(v) if isinstance(v, tuple) else v for k, v in g.items()}
                                            for g in opt["param_groups"]],
@@ -394,8 +394,8 @@ class OnPolicyAgent:
         self.kl_controller.load_state_dict(meta["kl_controller"])
         for k, v in meta["counters"].items():
             setattr(self, k, int(v))
-        self._sample_gen.set_state(_unb64(meta["rng"]["sample"]))
-        self._shuffle_gen.set_state(_unb64(meta["rng"]["shuffle"]))
+        self._sample_gen.set_state(rng_state_from_text(meta["rng"]["sample"]))
+        self._shuffle_gen.set_state(rng_state_from_text(meta["rng"]["shuffle"]))
         if self.env is not None and meta["rng"]["env"] is not None:
             rng_state = meta["rng"]["env"]
             bit_gen = getattr(np.random, rng_state["bit_generator"])()
@@ -414,9 +414,11 @@ class OnPolicyAgent:
         return f"{self.algorithm}({self.config})"
 
 
-def _b64(state: torch.Tensor) -> str:
+def rng_state_to_text(state: torch.Tensor) -> str:
+    """A torch generator state as base64 text, for the JSON part of a checkpoint."""
     return base64.b64encode(bytes(state.cpu().tolist())).decode()
 
 
-def _unb64(text: str) -> torch.Tensor:
+def rng_state_from_text(text: str) -> torch.Tensor:
+    """Inverse of :func:`rng_state_to_text`."""
     return torch.tensor(list(base64.b64decode(text)), dtype=torch.uint8)

@@ -36,11 +36,11 @@ import torch
 from transformers import PreTrainedModel
 
 from rlhf_gym.core.data import load_prompts
-from rlhf_gym.core.generation import left_pad, position_ids_from_mask, sample
+from rlhf_gym.core.generation import left_pad, sample, token_logprobs
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.rewards.base import RewardFunction, as_reward_function, checked_scores
 
-__all__ = ["causal_lm_of", "distinct_n", "engine_of", "evaluate", "evaluate_sb3", "token_logprobs"]
+__all__ = ["causal_lm_of", "distinct_n", "engine_of", "evaluate", "evaluate_sb3"]
 
 _LM_ATTRIBUTES = ("lm", "policy", "model")
 
@@ -85,29 +85,6 @@ def distinct_n(sequences: Sequence[Sequence[int]], n: int) -> float:
     """
     grams = [tuple(seq[i : i + n]) for seq in sequences for i in range(len(seq) - n + 1)]
     return len(set(grams)) / len(grams) if grams else 0.0
-
-
-@torch.no_grad()
-def token_logprobs(
-    model: PreTrainedModel,
-    prompt_ids: torch.Tensor,
-    prompt_mask: torch.Tensor,
-    tokens: torch.Tensor,
-    token_mask: torch.Tensor,
-    temperature: float = 1.0,
-) -> torch.Tensor:
-    """Teacher-forced ``log p(token_t | prompt, tokens_<t)`` of right-padded ``tokens`` after left-padded prompts.
-
-    One forward per batch; the result is ``(N, T)`` and 0 where ``token_mask`` is False.
-    """
-    device = next(model.parameters()).device
-    ids = torch.cat([prompt_ids, tokens], dim=1).to(device)
-    mask = torch.cat([prompt_mask.long(), token_mask.long()], dim=1).to(device)
-    t = tokens.shape[1]
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask),
-                   logits_to_keep=t + 1).logits[:, :-1].float()
-    logp = (logits / temperature).log_softmax(-1).gather(-1, tokens.to(device)[..., None]).squeeze(-1)
-    return (logp * token_mask.to(device)).cpu()
 
 
 def _resolve_prompts(prompts: str | Sequence[str] | None, engine, n: int) -> list[str]:

@@ -32,7 +32,7 @@ from transformers import PreTrainedModel
 from rlhf_gym.agents.buffer import Minibatch, RolloutBuffer
 from rlhf_gym.agents.policy import vocab_size
 from rlhf_gym.agents.ppo import PPO, PPOConfig
-from rlhf_gym.agents.rollout import check, is_int, is_number
+from rlhf_gym.core.checks import check, is_int, is_number
 from rlhf_gym.core.generation import position_ids_from_mask, top_p_mask
 from rlhf_gym.core.models import freeze, load_causal_lm
 

@@ -25,7 +25,8 @@ import torch
 
 from rlhf_gym.agents.buffer import RolloutBuffer, masked_mean
 from rlhf_gym.agents.core import OnPolicyAgent
-from rlhf_gym.agents.rollout import OnPolicyConfig, check, is_int, is_number
+from rlhf_gym.agents.rollout import OnPolicyConfig
+from rlhf_gym.core.checks import check, is_int, is_number
 
 
 @dataclass

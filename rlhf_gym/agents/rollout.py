@@ -14,7 +14,6 @@ A rollout is one batch of whole episodes:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -22,24 +21,8 @@ from typing import Protocol, runtime_checkable
 import torch
 
 from rlhf_gym.agents.buffer import RolloutBuffer, explained_variance, masked_mean
+from rlhf_gym.core.checks import check, is_int, is_number
 from rlhf_gym.core.kl import KLController, kl_estimate
-from rlhf_gym.errors import ConfigError
-
-
-def check(ok: bool, name: str, value: object, rule: str) -> None:
-    """Raises a ConfigError naming the field unless ``ok``."""
-    if not ok:
-        raise ConfigError(f"{name}={value!r} is invalid: {rule}")
-
-
-def is_int(x: object) -> bool:
-    """An int (not a bool)."""
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def is_number(x: object) -> bool:
-    """A finite int or float (not a bool)."""
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
 
 @dataclass

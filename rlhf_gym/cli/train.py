@@ -73,7 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rlhf_gym.agents.distributed import init_from_env
+    from rlhf_gym.core.dist import init_from_env
 
     if not init_from_env():  # torchrun / accelerate launch set WORLD_SIZE > 1
         return _run(args)
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from rlhf_gym.agents.distributed import is_main_process
+    from rlhf_gym.core.dist import is_main_process
     from rlhf_gym.errors import ConfigError
     from rlhf_gym.runner.config import dump_config, load_run_config
     from rlhf_gym.runner.train import prepare_run, result_line, train

@@ -48,6 +48,29 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
+@torch.no_grad()
+def token_logprobs(
+    model: PreTrainedModel,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    tokens: torch.Tensor,
+    token_mask: torch.Tensor,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """Teacher-forced ``log p(token_t | prompt, tokens_<t)`` of right-padded ``tokens`` after left-padded prompts.
+
+    One forward per batch; the result is ``(N, T)`` and 0 where ``token_mask`` is False.
+    """
+    device = next(model.parameters()).device
+    ids = torch.cat([prompt_ids, tokens], dim=1).to(device)
+    mask = torch.cat([prompt_mask.long(), token_mask.long()], dim=1).to(device)
+    t = tokens.shape[1]
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask),
+                   logits_to_keep=t + 1).logits[:, :-1].float()
+    logp = (logits / temperature).log_softmax(-1).gather(-1, tokens.to(device)[..., None]).squeeze(-1)
+    return (logp * token_mask.to(device)).cpu()
+
+
 def sample_categorical(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """One draw per row from unnormalised probabilities, by inverting the CDF.
 

@@ -4,10 +4,10 @@ Full fine-tuning holds two copies of the language model: the trainable policy an
 the KL penalty compares it with. With LoRA the policy is the reference's own weights plus a low-rank adapter,
 so one copy serves both:
 
-* :func:`lora_on_reference` injects a peft LoRA adapter into the environment's reference model **in place**
-  (``peft.get_peft_model``); the returned ``PeftModel`` is the policy, and only the adapter trains;
-* the environment's reference becomes :class:`AdapterDisabledLM`, a view of the same modules that runs every
-  forward under ``peft_model.disable_adapter()``: exactly the base model, whatever the adapter has learnt.
+* :func:`add_lora` injects a peft LoRA adapter into a model **in place** (``peft.get_peft_model``); the
+  returned ``PeftModel`` is the policy, and only the adapter trains;
+* :func:`rlhf_gym.envs.lora.lora_on_reference` does that to an environment's reference model and makes the
+  environment's reference the adapter-disabled view of the same modules (the reference belongs with the env).
 
 Agents take this as one hyperparameter (``rlhf_gym.agents.OnPolicyConfig.lora``)::
 
@@ -28,15 +28,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import nn
 from transformers import PreTrainedModel
 
 from rlhf_gym.errors import ConfigError, ModelError
 
 if TYPE_CHECKING:
     from peft import PeftModel
-
-    from rlhf_gym.envs.engine import EpisodeEngine
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
@@ -125,72 +122,6 @@ def _quiet_peft() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         yield
-
-
-class AdapterDisabledLM(nn.Module):
-    """The base model of a LoRA ``PeftModel``: every forward runs with the adapter disabled.
-
-    Stands in for a frozen reference model wherever one is used (``model(input_ids=..., ...)``, ``generate``,
-    ``config``, the embeddings), without a second copy of the weights. It is a view, not a copy: its
-    parameters are the peft model's (adapter included, though the adapter never acts here).
-    """
-
-    def __init__(self, peft_model: PeftModel):
-        super().__init__()
-        self.peft_model = peft_model
-
-    @property
-    def base(self) -> PreTrainedModel:
-        """The underlying transformers model (the adapter is injected into its layers)."""
-        return self.peft_model.get_base_model()
-
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        with self.peft_model.disable_adapter():
-            return self.base(*args, **kwargs)
-
-    @torch.no_grad()
-    def generate(self, *args: Any, **kwargs: Any) -> Any:
-        """``generate`` of the base model, adapter disabled."""
-        with self.peft_model.disable_adapter():
-            return self.base.generate(*args, **kwargs)
-
-    @property
-    def config(self):
-        return self.base.config
-
-    @property
-    def generation_config(self):
-        return self.base.generation_config
-
-    @property
-    def device(self) -> torch.device:
-        return self.base.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.base.dtype
-
-    def get_input_embeddings(self) -> nn.Module:
-        return self.base.get_input_embeddings()
-
-    def get_output_embeddings(self) -> nn.Module | None:
-        return self.base.get_output_embeddings()
-
-
-def lora_on_reference(engine: EpisodeEngine, spec: LoraSpec | dict[str, Any]) -> PeftModel:
-    """Turns the environment's reference model into a LoRA policy sharing its weights (see the module doc).
-
-    The engine's reference becomes the adapter-disabled view of the returned ``PeftModel``; its KV cache stays
-    valid, since the view computes what the reference computed.
-    """
-    if isinstance(engine.ref, AdapterDisabledLM):
-        raise ConfigError("this env's reference model already serves a LoRA policy; build a new env for another "
-                          "LoRA agent (two agents would otherwise share and overwrite one adapter)")
-    if not isinstance(engine.ref, PreTrainedModel):
-        raise ConfigError(f"lora needs the env's reference to be a transformers model, got {type(engine.ref).__name__}")
-    policy = add_lora(engine.ref, spec)
-    engine.use_reference(AdapterDisabledLM(policy))
-    return policy
 
 
 def adapter_state(model: PeftModel) -> dict[str, torch.Tensor]:

@@ -369,7 +369,7 @@ def _reward_stats(
 
 def _save_atomic(model, tokenizer, cfg: RewardModelConfig, metrics: dict[str, Any], out: Path) -> None:
     """Writes the HF directory and ``reward_stats.json`` to ``out.tmp-XXXX``, then renames it to ``out``."""
-    from rlhf_gym import __version__
+    from importlib.metadata import version  # not rlhf_gym.__version__: importing the package loads envs/
 
     with atomic_dir(out) as tmp:  # `out` is absent or empty (checked before training)
         model.save_pretrained(tmp)  # safetensors
@@ -382,6 +382,6 @@ def _save_atomic(model, tokenizer, cfg: RewardModelConfig, metrics: dict[str, An
             "config": dataclasses.asdict(cfg),
             "metrics": {k: v for k, v in metrics.items() if k != "rm/val_calibration"},
             "calibration": metrics.get("rm/val_calibration"),
-            "rlhf_gym_version": __version__,
+            "rlhf_gym_version": version("rlhf_gym"),
         }
         (tmp / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")

@@ -73,7 +73,8 @@ def make_gold(cfg: ResolvedConfig, env: TextGenVecEnv) -> RewardFunction | None:
 def agent_class(cfg: ResolvedConfig) -> Any:
     """The agent class of ``cfg.agent.algo`` (native agents come with PPO-ptx, see :mod:`rlhf_gym.runner.ptx`,
     and are data-parallel when launched on several ranks, see :mod:`rlhf_gym.agents.distributed`)."""
-    from rlhf_gym.agents.distributed import with_data_parallel, world_size
+    from rlhf_gym.agents.distributed import with_data_parallel
+    from rlhf_gym.core.dist import world_size
 
     spec = algo_spec(cfg.agent.algo)
     if spec.kind != "native":

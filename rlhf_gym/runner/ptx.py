@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from rlhf_gym.agents.rollout import check, is_int, is_number
+from rlhf_gym.core.checks import check, is_int, is_number
 from rlhf_gym.errors import DataError
 
 _CACHE: dict[type, type] = {}
@@ -119,16 +119,16 @@ class PtxMixin:
         return metrics
 
     def _extra_state(self, directory: Path) -> dict:
-        from rlhf_gym.agents.core import _b64
+        from rlhf_gym.agents.core import rng_state_to_text
 
-        return {**super()._extra_state(directory), "ptx_rng": _b64(self._ptx_gen.get_state())}
+        return {**super()._extra_state(directory), "ptx_rng": rng_state_to_text(self._ptx_gen.get_state())}
 
     def _load_extra_state(self, path: Path, meta: dict) -> None:
-        from rlhf_gym.agents.core import _unb64
+        from rlhf_gym.agents.core import rng_state_from_text
 
         super()._load_extra_state(path, meta)
         if "ptx_rng" in meta:
-            self._ptx_gen.set_state(_unb64(meta["ptx_rng"]))
+            self._ptx_gen.set_state(rng_state_from_text(meta["ptx_rng"]))
 
 
 def with_ptx(agent_cls: type) -> type:

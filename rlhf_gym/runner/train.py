@@ -40,7 +40,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from rlhf_gym.agents.distributed import barrier, is_main_process, world_size
+from rlhf_gym.core.dist import barrier, is_main_process, world_size
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.io import write_text_atomic
 from rlhf_gym.runner import checkpoint as ckpt
