@@ -7,12 +7,29 @@ Every error caused by bad input (a config typo, a malformed file, an impossible 
 
 from __future__ import annotations
 
+#: Longest message kept: an error that echoes a 100,000-item value must still fit on a screen.
+MAX_MESSAGE = 500
+
+
+def one_line(message: object, limit: int = MAX_MESSAGE) -> str:
+    """``message`` on one line, cut to ``limit`` characters (saying how much was cut).
+
+    >>> one_line("a\\n  b")
+    'a b'
+    >>> one_line("x" * 600)[-30:]
+    'xxxxx... (100 more characters)'
+    """
+    text = " ".join(str(message).split())
+    if len(text) > limit:
+        text = f"{text[:limit]}... ({len(text) - limit} more characters)"
+    return text
+
 
 class RLHFGymError(ValueError):
     """Bad input from the user: the message is one line that names what is wrong and where."""
 
-    def __init__(self, message: str):
-        super().__init__(" ".join(str(message).split()))  # always one line
+    def __init__(self, message: object):
+        super().__init__(one_line(message))
 
 
 class ConfigError(RLHFGymError):
