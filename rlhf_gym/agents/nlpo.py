@@ -33,7 +33,7 @@ from rlhf_gym.agents.buffer import Minibatch, RolloutBuffer
 from rlhf_gym.agents.policy import vocab_size
 from rlhf_gym.agents.ppo import PPO, PPOConfig
 from rlhf_gym.core.checks import check, is_int, is_number
-from rlhf_gym.core.generation import position_ids_from_mask, top_p_mask
+from rlhf_gym.core.generation import cached_forward, position_ids_from_mask, top_p_mask
 from rlhf_gym.core.models import freeze, load_causal_lm
 
 
@@ -70,12 +70,11 @@ class TopPMask:
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, _policy_past: object) -> torch.Tensor:
         positions = position_ids_from_mask(attention_mask)
         if self.past is None:
-            out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=True)
+            logits, self.past = cached_forward(self.model, input_ids, attention_mask, positions)
         else:
-            out = self.model(input_ids=input_ids[:, -1:], attention_mask=attention_mask,
-                             position_ids=positions[:, -1:], past_key_values=self.past, use_cache=True)
-        self.past = out.past_key_values
-        return top_p_mask(out.logits[:, -1].float(), self.top_p, self.min_tokens)
+            logits, self.past = cached_forward(self.model, input_ids[:, -1:], attention_mask, positions[:, -1:],
+                                               self.past)
+        return top_p_mask(logits[:, -1].float(), self.top_p, self.min_tokens)
 
 
 class NLPO(PPO):

@@ -7,11 +7,32 @@ does not shift positions.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from transformers import PreTrainedModel
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+#: The KV cache's keyword and output field: ``cache`` since transformers 5.x renamed it, ``past_key_values``
+#: before (the old name still works there, with a deprecation warning on every forward).
+CACHE_FIELD = ("cache" if "cache" in {f.name for f in dataclasses.fields(CausalLMOutputWithPast)}
+               else "past_key_values")
+
+
+def cached_forward(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                   position_ids: torch.Tensor, cache: Any = None) -> tuple[torch.Tensor, Any]:
+    """One forward that extends ``cache`` (None: start one); returns ``(logits, cache)``.
+
+    The one place that speaks the installed transformers' cache API, for the sampler, the sliding window
+    and NLPO's mask model alike.
+    """
+    kwargs = {CACHE_FIELD: cache} if cache is not None else {}
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True,
+                **kwargs)
+    return out.logits, getattr(out, CACHE_FIELD)
 
 
 @dataclass
@@ -131,12 +152,12 @@ def sample(
     mask = torch.zeros(n, max_new_tokens, dtype=torch.bool, device=device)
     finished = torch.zeros(n, dtype=torch.bool, device=device)
     positions = position_ids_from_mask(attention_mask)
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=True)
-    past, next_pos = out.past_key_values, positions[:, -1:] + 1
+    logits_all, past = cached_forward(model, input_ids, attention_mask, positions)
+    next_pos = positions[:, -1:] + 1
     seq_ids, seq_mask = input_ids, attention_mask
     sync_every = 1 if device.type == "cpu" else 16  # avoid a host sync per token on accelerators
     for t in range(max_new_tokens):
-        logits = process_logits(out.logits[:, -1], temperature, top_k, top_p)
+        logits = process_logits(logits_all[:, -1], temperature, top_k, top_p)
         if logits_mask_fn is not None:
             logits = logits.masked_fill(~logits_mask_fn(seq_ids, seq_mask, past), float("-inf"))
         logp = logits.log_softmax(-1)
@@ -150,7 +171,6 @@ def sample(
             break
         seq_mask = torch.cat([seq_mask, torch.ones_like(seq_mask[:, :1])], dim=1)
         seq_ids = torch.cat([seq_ids, token[:, None]], dim=1)
-        out = model(input_ids=token[:, None], attention_mask=seq_mask, position_ids=next_pos,
-                    past_key_values=past, use_cache=True)
-        past, next_pos = out.past_key_values, next_pos + 1
+        logits_all, past = cached_forward(model, token[:, None], seq_mask, next_pos, past)
+        next_pos = next_pos + 1
     return Samples(tokens, logprobs, mask)

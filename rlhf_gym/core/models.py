@@ -7,6 +7,8 @@ directories work everywhere.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -15,6 +17,21 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 from rlhf_gym.errors import ModelError
 
 EMBEDDED = "embedded"
+
+
+@contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Loads without transformers' per-weight progress bar (a library call should not draw one), restoring
+    the user's setting afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def resolve_model_path(name_or_path: str | Path | None) -> str:
@@ -39,7 +56,8 @@ def load_tokenizer(name_or_path: str | Path | PreTrainedTokenizerBase | None = N
         if _looks_local(path) and not Path(path).expanduser().is_dir():
             raise ModelError(f"tokenizer path {path} does not exist")
         try:
-            tok = AutoTokenizer.from_pretrained(path)
+            with quiet_loading():
+                tok = AutoTokenizer.from_pretrained(path)
         except (OSError, ValueError) as e:
             raise ModelError(f"cannot load tokenizer {path!r}: {str(e).splitlines()[0]}") from e
     if tok.eos_token_id is None:
@@ -71,8 +89,8 @@ def load_causal_lm(
 
             return load_lora_model(Path(path).expanduser(), device=device, dtype=dtype)
         try:
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype) if dtype else (
-                AutoModelForCausalLM.from_pretrained(path))
+            with quiet_loading():
+                model = AutoModelForCausalLM.from_pretrained(path, **({"dtype": dtype} if dtype else {}))
         except (OSError, ValueError) as e:
             raise ModelError(f"cannot load causal LM {path!r}: {str(e).splitlines()[0]}") from e
     if device is not None:

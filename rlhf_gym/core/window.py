@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel
 
-from rlhf_gym.core.generation import left_pad, position_ids_from_mask
+from rlhf_gym.core.generation import cached_forward, left_pad, position_ids_from_mask
 
 
 def _layers(cache) -> list[tuple[object, str, str]]:
@@ -59,15 +59,15 @@ class SlidingWindowLM:
         self.ids[rows_t], self.mask[rows_t] = new_ids, new_mask
         # Only the last `longest` columns hold prompt tokens: run the model on those alone.
         ids, mask = new_ids[:, -longest:], new_mask[:, -longest:]
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask), use_cache=True)
-        logits = out.logits[:, -1].float()
+        logits, cache = cached_forward(self.model, ids, mask, position_ids_from_mask(mask))
+        logits = logits[:, -1].float()
         if self.next_logits is None:
             self.next_logits = torch.zeros(self.n, logits.shape[-1], device=self.device)
         self.next_logits[rows_t] = logits
         if self.cache is None or len(rows_t) == self.n:
-            self.cache = self._left_pad_cache(out.past_key_values, self.width - longest)
+            self.cache = self._left_pad_cache(cache, self.width - longest)
             return
-        for (holder, k, v), (new_holder, nk, nv) in zip(_layers(self.cache), _layers(out.past_key_values)):
+        for (holder, k, v), (new_holder, nk, nv) in zip(_layers(self.cache), _layers(cache)):
             for attr, new_attr in ((k, nk), (v, nv)):
                 full = _get(holder, attr)
                 full[rows_t] = 0.0  # stale columns are masked anyway; zero them to keep the state clean
@@ -92,10 +92,9 @@ class SlidingWindowLM:
         self.mask = attn[:, 1:]
         if not compute:
             return
-        out = self.model(input_ids=tokens[:, None], attention_mask=attn, position_ids=positions,
-                         past_key_values=self.cache, use_cache=True)
-        self.next_logits = out.logits[:, -1].float()
-        for holder, k, v in _layers(out.past_key_values):  # slide: drop the oldest column
+        logits, cache = cached_forward(self.model, tokens[:, None], attn, positions, self.cache)
+        self.next_logits = logits[:, -1].float()
+        for holder, k, v in _layers(cache):  # slide: drop the oldest column
             _set(holder, k, _get(holder, k)[:, :, 1:])
             _set(holder, v, _get(holder, v)[:, :, 1:])
-        self.cache = out.past_key_values
+        self.cache = cache

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 
+from rlhf_gym.core.models import quiet_loading
 from rlhf_gym.errors import ConfigError, ModelError
 
 
@@ -42,10 +43,12 @@ class ClassifierReward:
             raise ConfigError(f"classifier output {output!r} is not one of {', '.join(self.OUTPUTS)}")
         name = model if not isinstance(model, PreTrainedModel) else model.config.name_or_path
         try:
-            self.model = (
-                model if isinstance(model, PreTrainedModel) else AutoModelForSequenceClassification.from_pretrained(str(model))
-            )
-            self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(str(name))
+            with quiet_loading():
+                self.model = (
+                    model if isinstance(model, PreTrainedModel)
+                    else AutoModelForSequenceClassification.from_pretrained(str(model))
+                )
+                self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(str(name))
         except (OSError, ValueError) as e:
             raise ModelError(f"cannot load classifier {str(name)!r}: {str(e).splitlines()[0]}") from e
         self.model.eval().to(device or "cpu")
