@@ -11,8 +11,10 @@ accumulated before the single step.
 
 >>> import gymnasium as gym, rlhf_gym
 >>> from rlhf_gym.agents import A2C
->>> env = gym.make_vec("rlhf_gym/Sentiment-v0", num_envs=16, max_new_tokens=16)
->>> agent = A2C(env, learning_rate=3e-4, seed=0).learn(2_000)  # doctest: +SKIP
+>>> env = gym.make_vec("rlhf_gym/Sentiment-v0", num_envs=4, max_new_tokens=4)
+>>> agent = A2C(env, learning_rate=3e-4, seed=0).learn(32)  # a real run: learn(20_000)
+>>> agent.num_timesteps >= 32
+True
 """
 
 from __future__ import annotations

@@ -13,8 +13,10 @@ with E_t the mean over generated tokens. Training on a rollout stops early once 
 
 >>> import gymnasium as gym, rlhf_gym
 >>> from rlhf_gym.agents import PPO
->>> env = gym.make_vec("rlhf_gym/Sentiment-v0", num_envs=16, max_new_tokens=16)
->>> agent = PPO(env, learning_rate=1e-4, minibatch_size=8, seed=0).learn(2_000)  # doctest: +SKIP
+>>> env = gym.make_vec("rlhf_gym/Sentiment-v0", num_envs=4, max_new_tokens=4)
+>>> agent = PPO(env, learning_rate=1e-4, minibatch_size=2, seed=0).learn(32)  # a real run: learn(20_000)
+>>> agent.num_timesteps >= 32, agent.num_rollouts >= 2
+(True, True)
 """
 
 from __future__ import annotations

@@ -16,8 +16,10 @@ KL-regularised objective as the project's own agents (DESIGN §3):
 
 >>> import gymnasium as gym, rlhf_gym
 >>> from rlhf_gym.agents.sb3 import make_sb3_agent
->>> model, kl_callback = make_sb3_agent("ppo", gym.make("rlhf_gym/Sentiment-v0"))  # doctest: +SKIP
->>> model.learn(4096, callback=kl_callback)  # doctest: +SKIP
+>>> env = gym.make("rlhf_gym/Sentiment-v0", max_new_tokens=4)
+>>> model, kl_callback = make_sb3_agent("ppo", env, n_steps=16, batch_size=16, n_epochs=1, seed=0)
+>>> model.learn(16, callback=kl_callback).num_timesteps  # a real run: learn(4096, ...)
+16
 
 See ``docs/sb3.md`` for where the KL term is exact and for the entropy-bonus alternative.
 """

@@ -13,9 +13,17 @@ value. Bad input raises :class:`~rlhf_gym.errors.ConfigError` with one line nami
 an unknown key suggests the nearest valid one. ``dump_config`` writes the resolved config back as
 commented YAML (``DIR/config.yaml``), which ``load_resolved_config`` reads.
 
->>> cfg = load_run_config("envs/sentiment.yaml", "agents/ppo.yaml", ["env.beta=0.1"])  # doctest: +SKIP
->>> cfg.env.beta  # doctest: +SKIP
-0.1
+>>> import pathlib, tempfile
+>>> d = pathlib.Path(tempfile.mkdtemp())
+>>> _ = (d / "env.yaml").write_text("task: sentiment\nbeta: 0.05\n")
+>>> _ = (d / "agent.yaml").write_text("algo: ppo\nlearning_rate: 1e-5\n")
+>>> cfg = load_run_config(d / "env.yaml", d / "agent.yaml", ["env.beta=0.1"])
+>>> cfg.env.beta, cfg.agent.algo, cfg.agent.config.learning_rate
+(0.1, 'ppo', 1e-05)
+>>> load_run_config(d / "env.yaml", d / "agent.yaml", ["env.betta=0.1"])
+Traceback (most recent call last):
+...
+rlhf_gym.errors.ConfigError: .../env.yaml (with --set): unknown key env.betta; did you mean 'beta'?
 """
 
 from __future__ import annotations
