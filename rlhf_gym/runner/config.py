@@ -15,8 +15,8 @@ commented YAML (``DIR/config.yaml``), which ``load_resolved_config`` reads.
 
 >>> import pathlib, tempfile
 >>> d = pathlib.Path(tempfile.mkdtemp())
->>> _ = (d / "env.yaml").write_text("task: sentiment\nbeta: 0.05\n")
->>> _ = (d / "agent.yaml").write_text("algo: ppo\nlearning_rate: 1e-5\n")
+>>> _ = (d / "env.yaml").write_text("{task: sentiment, beta: 0.05}")
+>>> _ = (d / "agent.yaml").write_text("{algo: ppo, learning_rate: 1e-5}")
 >>> cfg = load_run_config(d / "env.yaml", d / "agent.yaml", ["env.beta=0.1"])
 >>> cfg.env.beta, cfg.agent.algo, cfg.agent.config.learning_rate
 (0.1, 'ppo', 1e-05)
