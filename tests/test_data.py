@@ -48,3 +48,20 @@ def test_bad_prompt_files(tmp_path, content, name, match):
 def test_unknown_embedded_split():
     with pytest.raises(DataError, match="unknown embedded prompt split 'test'"):
         load_prompts("embedded:test")
+
+
+def test_text_files_lose_their_byte_order_mark_and_invisible_lines(tmp_path):
+    path = tmp_path / "p.txt"
+    path.write_bytes("\ufeffthe movie was\n\u200b\u200c\n\u00a0\nthe food\n".encode())
+    assert load_prompts(path) == ["the movie was", "the food"]
+    jsonl = tmp_path / "p.jsonl"
+    jsonl.write_bytes('\ufeff{"prompt": "a"}\n\u200b\n{"text": "b"}\n'.encode())
+    assert load_prompts(jsonl) == ["a", "b"]
+
+
+def test_any_sequence_of_strings_is_a_prompt_list():
+    import numpy as np
+
+    assert load_prompts(np.array(["a", "b"])) == ["a", "b"]
+    assert all(type(p) is str for p in load_prompts(np.array(["a", "b"])))
+    assert load_prompts(("a", "b"), n=1) == ["a"]

@@ -259,10 +259,23 @@ def test_bad_reward_function(tiny_lm_dir, prompts, reward, match):
 def test_unknown_kl_estimator_and_bad_beta(tiny_lm_dir, prompts):
     with pytest.raises(ConfigError, match="unknown KL estimator 'k4'"):
         TextGenEnv(model=tiny_lm_dir, prompts=prompts, kl_estimator="k4")
-    with pytest.raises(ConfigError, match="beta must be >= 0"):
+    with pytest.raises(ConfigError, match="beta=-1 is invalid: must be a finite number >= 0"):
         TextGenEnv(model=tiny_lm_dir, prompts=prompts, beta=-1)
 
 
 def test_missing_model_dir():
     with pytest.raises(ModelError, match="does not exist"):
         TextGenEnv(model="./no/such/model", prompts=["x"])
+
+
+def test_numpy_prompts_and_integer_arrays_are_accepted(tiny_lm_dir, prompts):
+    venv = make_vec(tiny_lm_dir, np.array(prompts), n=2)
+    assert venv.engine.prompts == list(prompts)
+    with pytest.raises(gym.error.ResetNeeded):
+        venv.step(np.array([3, 4]))
+    venv.reset(seed=0, options={"prompt_index": np.array([1, 2])})
+    assert venv.engine.prompt_index.tolist() == [1, 2]
+    venv.step(torch.tensor([3, 4]), logprobs=torch.tensor([-1.0, -2.0]))
+    venv.step(np.array([3, 4], dtype=np.int32), logprobs=np.array([-1.0, -2.0], dtype=np.float64))
+    with pytest.raises(ConfigError, match="shape \\(2, 1\\)"):
+        venv.step(np.array([[3], [4]]))

@@ -31,6 +31,7 @@ from rlhf_gym.agents.buffer import Minibatch, RolloutBuffer
 from rlhf_gym.agents.policy import ActorCritic, vocab_size
 from rlhf_gym.agents.rollout import Callback, OnPolicyConfig, collect_rollout, run_callbacks
 from rlhf_gym.agents.stepping import PolicyStepper
+from rlhf_gym.core.checks import resolve_device
 from rlhf_gym.core.generation import Samples, sample, sample_categorical, trim_left_padding
 from rlhf_gym.core.kl import make_kl_controller
 from rlhf_gym.core.models import load_causal_lm, load_tokenizer
@@ -70,7 +71,7 @@ class OnPolicyAgent:
             cfg.minibatch_size = cfg.batch_size
         cfg.validate()
         ref = self.env.unwrapped.engine.ref if self.env is not None else None
-        self.device = torch.device(cfg.device) if cfg.device else (
+        self.device = resolve_device(cfg.device, "device") or (
             next(ref.parameters()).device if ref is not None else torch.device("cpu"))
         lm = self._resolve_policy(policy, ref)
         self._check_models(lm, policy)

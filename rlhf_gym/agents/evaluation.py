@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel
 
+from rlhf_gym.core.checks import check_int, check_number, is_int
 from rlhf_gym.core.data import load_prompts
 from rlhf_gym.core.generation import left_pad, sample, token_logprobs
 from rlhf_gym.errors import ConfigError
@@ -90,14 +91,9 @@ def distinct_n(sequences: Sequence[Sequence[int]], n: int) -> float:
 
 
 def _resolve_prompts(prompts: str | Sequence[str] | None, engine, n: int) -> list[str]:
-    if n < 1:
-        raise ConfigError(f"evaluation needs n >= 1 samples, got {n}")
-    if prompts is None:
-        source = list(engine.prompts)
-    elif isinstance(prompts, str):
-        source = load_prompts(prompts)
-    else:
-        source = load_prompts(list(prompts))
+    if not is_int(n) or n < 1:
+        raise ConfigError(f"evaluation needs n >= 1 samples, got {n!r}")
+    source = list(engine.prompts) if prompts is None else load_prompts(prompts)
     return [source[i % len(source)] for i in range(n)]  # the first n, cycled if there are fewer
 
 
@@ -134,10 +130,11 @@ def evaluate(
     from rlhf_gym.rewards.gold import VaderGold
 
     lm, engine = causal_lm_of(policy), engine_of(env)
-    if not temperature > 0:
-        raise ConfigError(f"temperature must be > 0, got {temperature}")
-    if batch_size < 1:
-        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    check_number(temperature, "temperature", low=0, low_open=True)
+    check_int(batch_size, "batch_size", low=1)
+    check_int(seed, "seed")
+    if max_new_tokens is not None:
+        check_int(max_new_tokens, "max_new_tokens", low=1)
     max_new_tokens = max_new_tokens or engine.max_new_tokens
     reward = as_reward_function(reward_fn) if reward_fn is not None else engine.reward_fn
     gold = as_reward_function(gold_fn) if gold_fn is not None else VaderGold()

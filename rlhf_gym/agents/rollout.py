@@ -21,7 +21,7 @@ from typing import Protocol, runtime_checkable
 import torch
 
 from rlhf_gym.agents.buffer import RolloutBuffer, explained_variance, masked_mean
-from rlhf_gym.core.checks import check, is_int, is_number
+from rlhf_gym.core.checks import check, check_fields, device_name, is_int, is_number
 from rlhf_gym.core.kl import KLController, kl_estimate
 
 
@@ -64,13 +64,15 @@ class OnPolicyConfig:
     seed: int | None = None
     """Seeds sampling, minibatch order and the env's prompt draws (same seed, same run on CPU)."""
     device: str | None = None
-    """Where the policy lives (None: the env reference model's device)."""
+    """Where the policy lives, e.g. ``"cpu"``, ``"cuda:1"`` (None: the env reference model's device)."""
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
-        """Raises a ConfigError naming the first impossible field."""
+        """Raises a ConfigError naming the first impossible field (types first, see :func:`check_fields`)."""
+        self.device = device_name(self.device, "device")  # spelling only: the agent checks it is available
+        check_fields(self, skip=("lora",))  # lora is checked (and may be a LoraSpec) below
         check(is_number(self.learning_rate) and self.learning_rate > 0, "learning_rate", self.learning_rate, "must be > 0")
         for name in ("batch_size", "minibatch_size"):
             v = getattr(self, name)

@@ -2,7 +2,7 @@
 
 ``load_prompts`` accepts:
 
-* a list of strings;
+* a list of strings (or any non-string sequence of them, such as a tuple or a 1-D NumPy array);
 * ``"embedded"`` / ``"embedded:train"`` / ``"embedded:eval"`` — review openings from the embedded world
   (train and eval draw from different seeds, so evaluation never sees training prompts);
 * a path to ``.txt`` (one prompt per line) or ``.jsonl`` (objects with a ``prompt`` or ``text`` field);
@@ -12,34 +12,45 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
+from rlhf_gym.core.checks import check_int, is_blank
+from rlhf_gym.core.jsonio import parse_json
 from rlhf_gym.errors import DataError
 
 EMBEDDED_SEEDS = {"train": 100, "eval": 101}
 
 
-def read_lines(path: Path, what: str) -> list[str]:
-    """The lines of a UTF-8 text file; ``what`` names the file in errors ("prompt file", ...)."""
+def read_lines(path: Path, what: str, *, jsonl: bool = False) -> list[str]:
+    """The lines of a UTF-8 text file (a leading byte-order mark is dropped); ``what`` names the file in
+    errors ("prompt file", ...). ``jsonl`` splits on newlines only: JSON strings may hold U+2028."""
+    path = Path(path)
     if not path.is_file():
-        raise DataError(f"{what} {path} does not exist")
+        raise DataError(f"{what} {path} does not exist" if not path.exists() else f"{what} {path} is not a file")
     try:
-        return path.read_text(encoding="utf-8").splitlines()
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
         raise DataError(f"{what} {path} is not UTF-8 text (byte {e.start})") from e
+    except OSError as e:
+        raise DataError(f"{what} {path} cannot be read ({e.strerror})") from e
+    if "\x00" in text:
+        raise DataError(f"{what} {path} holds binary data (a NUL byte), not text")
+    if jsonl:
+        return [line.removesuffix("\r") for line in text.split("\n")]
+    return text.splitlines()
 
 
 def read_jsonl_objects(path: Path, what: str) -> list[tuple[int, dict]]:
-    """``(line number, object)`` for each non-blank line of a JSONL file; errors name ``file:line``."""
+    """``(line number, object)`` for each non-blank line of a JSONL file; errors name ``file:line``
+    (duplicate keys and NaN/Infinity are errors, see :mod:`rlhf_gym.core.jsonio`)."""
     rows = []
-    for i, line in enumerate(read_lines(path, what), 1):
-        if not line.strip():
+    for i, line in enumerate(read_lines(path, what, jsonl=True), 1):
+        if is_blank(line):
             continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{i}: not valid JSON ({e.msg})") from e
+        obj = parse_json(line, f"{path}:{i}")
         if not isinstance(obj, dict):
             raise DataError(f"{path}:{i}: expected a JSON object, got {type(obj).__name__}")
         rows.append((i, obj))
@@ -48,13 +59,33 @@ def read_jsonl_objects(path: Path, what: str) -> list[tuple[int, dict]]:
 
 def _from_file(path: Path) -> list[str]:
     if path.suffix != ".jsonl":
-        return [line for line in read_lines(path, "prompt file") if line.strip()]
+        return [line for line in read_lines(path, "prompt file") if not is_blank(line)]
     prompts = []
     for i, obj in read_jsonl_objects(path, "prompt file"):
         if not isinstance(obj.get("prompt", obj.get("text")), str):
             raise DataError(f"{path}:{i}: expected an object with a string 'prompt' or 'text' field")
-        prompts.append(obj.get("prompt", obj.get("text")))
+        prompts.append(obj.get("prompt", obj.get("text")))  # "" is a prompt: the episode starts from BOS
     return prompts
+
+
+def as_prompt_list(source: object) -> list[str] | None:
+    """``source`` as a list of prompts if it is a collection of strings (a list, a tuple, a 1-D NumPy array,
+    any non-string sequence), None if it names a source (a string or path); anything else is a DataError."""
+    if isinstance(source, str | Path):
+        return None
+    if isinstance(source, np.ndarray):
+        if source.ndim != 1:
+            raise DataError(f"prompts: a NumPy array of prompts must be 1-D, got shape {source.shape}")
+        source = source.tolist()
+    if not isinstance(source, Sequence) or isinstance(source, bytes | bytearray):
+        raise DataError(f"prompts={source!r} is invalid: a list of strings, or a source such as "
+                        "'embedded:train', a .txt/.jsonl path or 'hf:NAME'; not "
+                        f"{type(source).__name__}")
+    prompts = list(source)
+    for i, p in enumerate(prompts):
+        if not isinstance(p, str):
+            raise DataError(f"prompts[{i}]={p!r} is invalid: prompts must all be strings")
+    return [str(p) for p in prompts]  # np.str_ -> str
 
 
 def _from_dataset(source: str, split: str, column: str | None, prompt_words: int | None) -> list[str]:
@@ -79,7 +110,7 @@ def _from_dataset(source: str, split: str, column: str | None, prompt_words: int
 
 
 def load_prompts(
-    source: str | Path | list[str],
+    source: str | Path | Sequence[str],
     *,
     split: str = "train",
     n: int | None = None,
@@ -91,10 +122,11 @@ def load_prompts(
     Raises:
         DataError: a missing or malformed file, or a source with no prompts.
     """
-    if isinstance(source, list | tuple):
-        prompts = list(source)
-        if not all(isinstance(p, str) for p in prompts):
-            raise DataError("prompts must all be strings")
+    listed = as_prompt_list(source)
+    if n is not None:
+        n = check_int(n, "n", low=1, error=DataError)
+    if listed is not None:
+        prompts = listed
     elif str(source).startswith("embedded"):
         from rlhf_gym.core.world import ReviewWorld
 
@@ -109,5 +141,5 @@ def load_prompts(
     if n is not None:
         prompts = prompts[:n]
     if not prompts:
-        raise DataError(f"prompt source {source if not isinstance(source, list) else 'list'} holds no prompts")
+        raise DataError(f"prompt source {source if listed is None else 'list'} holds no prompts")
     return prompts

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from transformers import PreTrainedModel
 
+from rlhf_gym.core.checks import check_fields
 from rlhf_gym.errors import ConfigError, ModelError
 
 if TYPE_CHECKING:
@@ -61,6 +62,7 @@ class LoraSpec:
     """Module names (or a regex) to adapt; None: peft's default for the architecture (GPT-2: ``c_attn``)."""
 
     def __post_init__(self) -> None:
+        check_fields(self, "lora.")  # types first; the ranges below
         if isinstance(self.r, bool) or not isinstance(self.r, int) or self.r < 1:
             raise ConfigError(f"lora.r={self.r!r} is invalid: must be an integer >= 1")
         if isinstance(self.alpha, bool) or not isinstance(self.alpha, int | float) or not self.alpha > 0:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from rlhf_gym.core.checks import check, check_int, check_number
 from rlhf_gym.core.generation import position_ids_from_mask
 from rlhf_gym.core.kl import check_estimator, kl_estimate
 from rlhf_gym.core.models import check_vocab
@@ -68,10 +69,12 @@ class EpisodeEngine:
         max_new_tokens: int,
         max_prompt_tokens: int | None,
     ):
-        if max_new_tokens < 1:
-            raise ConfigError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        if beta < 0:
-            raise ConfigError(f"kl beta must be >= 0, got {beta}")
+        beta = check_number(beta, "beta", low=0)
+        max_new_tokens = check_int(max_new_tokens, "max_new_tokens", low=1)
+        if max_prompt_tokens is not None:
+            max_prompt_tokens = check_int(max_prompt_tokens, "max_prompt_tokens", low=1)
+        num_rows = check_int(num_rows, "num_envs", low=1)
+        check(isinstance(kl_estimator, str), "kl_estimator", kl_estimator, "must be 'k1', 'k2' or 'k3'")
         if not prompts:
             raise DataError("the prompt set is empty: an episode needs a prompt to continue")
         check_vocab(ref_model, tokenizer)

@@ -25,7 +25,7 @@ True
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import gymnasium as gym
@@ -34,8 +34,10 @@ import torch
 from gymnasium import spaces
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from rlhf_gym.core.checks import check, check_int, check_number, is_int, resolve_device
 from rlhf_gym.core.data import load_prompts
 from rlhf_gym.core.generation import top_p_mask
+from rlhf_gym.core.kl import check_estimator
 from rlhf_gym.core.models import load_causal_lm, load_tokenizer, resolve_model_path
 from rlhf_gym.envs.engine import EpisodeEngine
 from rlhf_gym.errors import ConfigError
@@ -57,14 +59,30 @@ def build_engine(
     max_prompt_tokens: int | None,
     device: str | torch.device | None,
 ) -> EpisodeEngine:
-    """Resolves the environment's keyword arguments into an :class:`EpisodeEngine` (shared by both envs)."""
+    """Resolves the environment's keyword arguments into an :class:`EpisodeEngine` (shared by both envs).
+
+    Every argument is checked before a model is loaded, so a typo costs no loading time.
+    """
+    device = resolve_device(device, "device")
+    check_number(beta, "beta", low=0)
+    check_int(max_new_tokens, "max_new_tokens", low=1)
+    if max_prompt_tokens is not None:
+        check_int(max_prompt_tokens, "max_prompt_tokens", low=1)
+    check(isinstance(kl_estimator, str), "kl_estimator", kl_estimator, "must be 'k1', 'k2' or 'k3'")
+    check_estimator(kl_estimator)
+    if not (model is None or isinstance(model, str | Path | PreTrainedModel)):
+        raise ConfigError(f"model={model!r} is invalid: a hub name, a local directory, 'embedded' or a "
+                          f"PreTrainedModel, not {type(model).__name__}")
+    if not (tokenizer is None or isinstance(tokenizer, str | Path | PreTrainedTokenizerBase)):
+        raise ConfigError(f"tokenizer={tokenizer!r} is invalid: a name, a directory or a tokenizer, "
+                          f"not {type(tokenizer).__name__}")
+    prompt_list = load_prompts(prompts)
     if isinstance(model, PreTrainedModel):
         ref = model.to(device) if device is not None else model  # used under no_grad; never modified
     else:
         ref = load_causal_lm(model, device=device)
     tok = load_tokenizer(tokenizer if tokenizer is not None else (
         resolve_model_path(model) if not isinstance(model, PreTrainedModel) else model.config.name_or_path))
-    prompt_list = load_prompts(prompts) if not isinstance(prompts, list | tuple) else load_prompts(list(prompts))
     return EpisodeEngine(
         ref, tok, prompt_list, make_reward(reward), num_rows=num_rows, beta=beta, kl_estimator=kl_estimator,
         max_new_tokens=max_new_tokens, max_prompt_tokens=max_prompt_tokens,
@@ -81,18 +99,46 @@ def observation_space(engine: EpisodeEngine) -> spaces.Dict:
 
 def pick_prompt(engine: EpisodeEngine, rng: np.random.Generator, options: dict | None) -> int:
     """The prompt index for a reset: ``options["prompt_index"]`` or ``options["prompt"]`` if given, else random."""
-    options = options or {}
+    options = check_options(options)
+    if "prompt_index" in options:
+        return check_prompt_index(engine, options["prompt_index"])
+    if "prompt" in options:
+        return engine.add_prompt(options["prompt"])
+    return int(rng.integers(len(engine.prompts)))
+
+
+def check_options(options: object) -> dict:
+    """``reset(options=...)`` as a dict with known keys only (``reset_mask`` is the vector env's)."""
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise ConfigError(f"options={options!r} is invalid: a dict such as {{'prompt_index': 0}} or None")
     unknown = set(options) - {"prompt", "prompt_index", "reset_mask"}
     if unknown:
-        raise ConfigError(f"unknown reset option(s) {sorted(unknown)}; valid: prompt, prompt_index")
-    if "prompt_index" in options:
-        i = int(options["prompt_index"])
-        if not 0 <= i < len(engine.prompts):
-            raise ConfigError(f"prompt_index {i} is out of range for {len(engine.prompts)} prompts")
-        return i
-    if "prompt" in options:
-        return engine.add_prompt(str(options["prompt"]))
-    return int(rng.integers(len(engine.prompts)))
+        raise ConfigError(f"unknown reset option(s) {sorted(map(str, unknown))}; valid: prompt, prompt_index")
+    if "prompt" in options and not isinstance(options["prompt"], str):
+        raise ConfigError(f"options['prompt']={options['prompt']!r} is invalid: must be a string")
+    return dict(options)
+
+
+def check_prompt_index(engine: EpisodeEngine, value: object) -> int:
+    """``value`` as a prompt index, or a ConfigError naming it (not an integer, or out of range)."""
+    if not is_int(value):
+        raise ConfigError(f"options['prompt_index']={value!r} is invalid: must be an integer")
+    if not 0 <= value < len(engine.prompts):
+        raise ConfigError(f"prompt_index {int(value)} is out of range for {len(engine.prompts)} prompts")
+    return int(value)
+
+
+def check_seed(seed: object) -> int | None:
+    """A reset seed: None or an integer >= 0 (Gymnasium's rule, as a one-line ConfigError)."""
+    return None if seed is None else check_int(seed, "seed", low=0)
+
+
+def check_render_mode(render_mode: object, modes: Sequence[str], owner: str) -> None:
+    if render_mode is not None and (not isinstance(render_mode, str) or render_mode not in modes):
+        valid = " or ".join([repr(m) for m in modes] + ["None"])
+        raise ConfigError(f"render_mode={render_mode!r} is invalid: {owner} supports {valid}")
 
 
 class TextGenEnv(gym.Env):
@@ -137,8 +183,11 @@ class TextGenEnv(gym.Env):
         action_mask_top_p: float | None = None,
         action_mask_min_tokens: int = 100,
     ):
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ConfigError(f"render_mode {render_mode!r} is not supported; use 'ansi' or None")
+        check_render_mode(render_mode, self.metadata["render_modes"], "TextGenEnv")
+        check_seed(seed)
+        if action_mask_top_p is not None:
+            check_number(action_mask_top_p, "action_mask_top_p", low=0, high=1, low_open=True)
+        check_int(action_mask_min_tokens, "action_mask_min_tokens", low=1)
         self.engine = build_engine(1, model, tokenizer, prompts, reward, beta, kl_estimator, max_new_tokens,
                                    max_prompt_tokens, device)
         if kl_estimator != "k1":
@@ -147,14 +196,12 @@ class TextGenEnv(gym.Env):
         self.observation_space = observation_space(self.engine)
         self.action_space = spaces.Discrete(self.engine.vocab_size)
         self.render_mode, self._initial_seed, self._done = render_mode, seed, True
-        if action_mask_top_p is not None and not 0 < action_mask_top_p <= 1:
-            raise ConfigError(f"action_mask_top_p must be in (0, 1], got {action_mask_top_p}")
         self.action_mask_top_p, self.action_mask_min_tokens = action_mask_top_p, action_mask_min_tokens
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         if seed is None and self._initial_seed is not None:
             seed, self._initial_seed = self._initial_seed, None
-        super().reset(seed=seed)
+        super().reset(seed=check_seed(seed))
         index = pick_prompt(self.engine, self.np_random, options)
         self.engine.reset_rows(np.array([0]), np.array([index]))
         self._done = False

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
@@ -34,9 +35,19 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 from transformers import PreTrainedTokenizerBase
 
+from rlhf_gym.core.checks import check_int
 from rlhf_gym.core.generation import left_pad
 from rlhf_gym.envs.engine import EpisodeScores
-from rlhf_gym.envs.textgen import ModelArg, build_engine, observation_space, pick_prompt
+from rlhf_gym.envs.textgen import (
+    ModelArg,
+    build_engine,
+    check_options,
+    check_prompt_index,
+    check_render_mode,
+    check_seed,
+    observation_space,
+    pick_prompt,
+)
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.rewards.base import RewardFunction
 
@@ -61,8 +72,9 @@ class TextGenVecEnv(VectorEnv):
         render_mode: str | None = None,
         seed: int | None = None,
     ):
-        if num_envs < 1:
-            raise ConfigError(f"num_envs must be >= 1, got {num_envs}")
+        num_envs = check_int(num_envs, "num_envs", low=1)
+        check_render_mode(render_mode, self.metadata["render_modes"], "TextGenVecEnv")
+        check_seed(seed)
         self.engine = build_engine(num_envs, model, tokenizer, prompts, reward, beta, kl_estimator,
                                    max_new_tokens, max_prompt_tokens, device)
         self.num_envs = num_envs
@@ -72,35 +84,94 @@ class TextGenVecEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.render_mode, self._initial_seed = render_mode, seed
         self._needs_reset = np.ones(num_envs, dtype=bool)
+        self._started = False  # step() before the first reset() is Gymnasium's ResetNeeded
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
         if seed is None and self._initial_seed is not None:
             seed, self._initial_seed = self._initial_seed, None
-        if isinstance(seed, list):
+        if isinstance(seed, list | tuple):
+            if len(seed) != self.num_envs:
+                raise ConfigError(f"seed={seed!r} is invalid: a list of seeds needs one per env ({self.num_envs})")
             seed = seed[0]
+        seed = check_seed(seed)
+        options = check_options(options)
+        mask = self._row_mask(options.pop("reset_mask", None))
         super().reset(seed=seed)
-        options = dict(options or {})
-        mask = np.asarray(options.pop("reset_mask", np.ones(self.num_envs, dtype=bool)), dtype=bool)
         rows = np.flatnonzero(mask)
-        if "prompt_index" in options and np.ndim(options["prompt_index"]) == 1:  # one prompt per row
-            indices = np.asarray(options["prompt_index"], dtype=np.int64)[rows]
+        if "prompt_index" in options and np.ndim(options["prompt_index"]) >= 1:  # one prompt per row
+            indices = self._row_prompts(options["prompt_index"])[rows]
         else:
             indices = np.array([pick_prompt(self.engine, self.np_random, options) for _ in rows], dtype=np.int64)
         if len(rows):
             self.engine.reset_rows(rows, indices)
         self._needs_reset[rows] = False
+        self._started = True
         return self.engine.observation(), {}
 
-    def step(self, actions, logprobs: torch.Tensor | np.ndarray | None = None):
+    def _row_mask(self, value: object) -> np.ndarray:
+        """``options["reset_mask"]``: a bool per env (default: all rows)."""
+        if value is None:
+            return np.ones(self.num_envs, dtype=bool)
+        mask = np.asarray(value.cpu() if isinstance(value, torch.Tensor) else value)
+        if mask.shape != (self.num_envs,) or mask.dtype != np.bool_:
+            raise ConfigError(f"options['reset_mask']={value!r} is invalid: must be {self.num_envs} booleans")
+        return mask
+
+    def _row_prompts(self, value: object) -> np.ndarray:
+        """``options["prompt_index"]`` given per row: ``num_envs`` integers in range."""
+        arr = np.asarray(value.cpu() if isinstance(value, torch.Tensor) else value)
+        if arr.shape != (self.num_envs,) or not np.issubdtype(arr.dtype, np.integer):
+            raise ConfigError(f"options['prompt_index']={value!r} is invalid: one integer per env "
+                              f"({self.num_envs}), or a single integer for all")
+        for i in arr:
+            check_prompt_index(self.engine, i)
+        return arr.astype(np.int64)
+
+    def _actions(self, actions: object) -> torch.Tensor:
+        """``num_envs`` integer token ids as a tensor on the engine's device; floats or other shapes are errors."""
         e = self.engine
-        actions_t = torch.as_tensor(np.asarray(actions) if not isinstance(actions, torch.Tensor) else actions,
-                                    device=e.device).long().reshape(-1)
-        e.check_actions(actions_t)
+        if isinstance(actions, torch.Tensor):
+            ok = not (actions.is_floating_point() or actions.is_complex() or actions.dtype == torch.bool)
+            shape = tuple(actions.shape)
+        else:
+            try:
+                arr = np.asarray(actions)
+            except (ValueError, TypeError):  # ragged nested lists
+                arr = np.asarray(None)
+            ok, shape = np.issubdtype(arr.dtype, np.integer), arr.shape
+        if not ok or shape != (self.num_envs,):
+            raise ConfigError(f"actions={actions!r} is invalid: expected {self.num_envs} integer token ids "
+                              f"(shape ({self.num_envs},)), got {'shape ' + str(shape) if ok else 'non-integers'}")
+        t = actions if isinstance(actions, torch.Tensor) else torch.from_numpy(arr.astype(np.int64, copy=False))
+        t = t.to(e.device).long()
+        e.check_actions(t)
+        return t
+
+    def _logprobs(self, logprobs: object) -> torch.Tensor:
+        """The agent's ``num_envs`` log-probs of its actions: finite real numbers."""
+        e = self.engine
+        try:
+            t = torch.as_tensor(logprobs.detach() if isinstance(logprobs, torch.Tensor) else np.asarray(logprobs))
+        except (TypeError, ValueError, RuntimeError):
+            t = None
+        if t is None or t.shape != (self.num_envs,) or t.is_complex() or t.dtype == torch.bool:
+            raise ConfigError(f"logprobs={logprobs!r} is invalid: expected {self.num_envs} log-probabilities "
+                              f"(shape ({self.num_envs},))" + (f", got shape {tuple(t.shape)}" if t is not None else ""))
+        t = t.to(e.device, torch.float32)
+        if not bool(torch.isfinite(t).all()):
+            raise ConfigError(f"logprobs={logprobs!r} is invalid: log-probabilities must be finite")
+        return t
+
+    def step(self, actions, logprobs: torch.Tensor | np.ndarray | None = None):
+        if not self._started:
+            raise gym.error.ResetNeeded("call reset() before step()")
+        e = self.engine
+        actions_t = self._actions(actions)
+        if logprobs is not None:
+            logprobs = self._logprobs(logprobs)
         resetting = self._needs_reset.copy()
         active = torch.as_tensor(~resetting, device=e.device)
         ref_logp, terminated = e.advance(actions_t, active)
-        if logprobs is not None:
-            logprobs = torch.as_tensor(logprobs, device=e.device, dtype=torch.float32)
         rewards = torch.where(active, e.kl_rewards(ref_logp, logprobs), 0.0).float()
         terminated_np = terminated.cpu().numpy()
         info: dict = {"ref_logprob": np.where(resetting, 0.0, ref_logp.cpu().numpy()).astype(np.float32),

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rlhf_gym.core.checks import check_fields, check_int, device_name, is_blank, resolve_device
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.io import write_text_atomic
 from rlhf_gym.rewards.base import RewardFunction, checked_scores
@@ -70,7 +71,8 @@ class Annotator:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not self.name or any(c in self.name for c in ":,"):
+        check_fields(self, "annotator: ")
+        if is_blank(self.name) or any(c in self.name for c in ":,"):
             raise ConfigError(f"annotator name {self.name!r} must be non-empty, without ':' or ','")
         if not self.temperature >= 0:
             raise ConfigError(f"annotator {self.name}: temperature must be >= 0, got {self.temperature}")
@@ -154,6 +156,8 @@ class SimulationConfig:
     device: str | None = None  # None = CUDA when available
 
     def __post_init__(self) -> None:
+        self.device = device_name(self.device, "simulation config: device")
+        check_fields(self, "simulation config: ")
         if self.format not in FORMATS:
             raise ConfigError(f"unknown preference format {self.format!r}; choose one of {', '.join(FORMATS)}")
         checks = {
@@ -199,7 +203,10 @@ class CandidateGenerator:
         from rlhf_gym.core.models import load_causal_lm, load_tokenizer
         from rlhf_gym.rewards.gold import VaderGold
 
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = resolve_device(device, "device") or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        check_int(max_new_tokens, "max_new_tokens", low=1)
+        check_int(batch_size, "batch_size", low=1)
+        check_int(seed, "seed")
         self.model = load_causal_lm(model, device=device)
         self.tokenizer = load_tokenizer(model)
         self.tokenizer.padding_side = "left"  # sample() wants the newest token in the last column

@@ -13,7 +13,6 @@ tensor([1.7310])
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,6 +21,8 @@ from typing import Any
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 
+from rlhf_gym.core.checks import check, check_int, is_bool, is_int, is_number, resolve_device
+from rlhf_gym.core.jsonio import read_json
 from rlhf_gym.errors import ModelError, RewardError
 
 STATS_FILE = "reward_stats.json"
@@ -84,11 +85,18 @@ class LearnedReward:
         max_length: int | None = None,
     ):
         saved: dict[str, Any] = {}
+        device = resolve_device(device, "device")
+        check(is_bool(normalize), "normalize", normalize, "must be true or false (a bool)")
+        batch_size = check_int(batch_size, "batch_size", low=1)
+        if max_length is not None:
+            max_length = check_int(max_length, "max_length", low=2)
+        stats_where = "stats"
         if isinstance(path_or_model, (str, os.PathLike)):
             model, loaded_tokenizer, saved = load_reward_model(path_or_model)
             tokenizer = tokenizer or loaded_tokenizer
-            device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+            device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
             self.name = f"LearnedReward({path_or_model})"
+            stats_where = str(Path(path_or_model) / STATS_FILE)
         else:
             model = path_or_model
             if tokenizer is None:
@@ -100,19 +108,25 @@ class LearnedReward:
             raise ModelError(
                 f"{self.name}: a reward model has one output, this one has {model.config.num_labels}"
             )
+        if stats is not None:
+            stats_where = "stats"
+            if not isinstance(stats, Mapping):
+                raise ModelError(f"{self.name}: stats={stats!r} is invalid: a mapping {{'mean': ..., 'std': ...}}")
         stats = stats if stats is not None else saved
         if normalize and not {"mean", "std"} <= stats.keys():
             raise ModelError(
                 f"{self.name}: no reward statistics to normalise with; pass stats= or normalize=False"
             )
-        self.mean = float(stats["mean"]) if normalize else 0.0
-        self.std = float(stats["std"]) if normalize else 1.0
+        self.mean, self.std = check_stats(stats, stats_where) if normalize else (0.0, 1.0)
         self.model = model.to(device) if device is not None else model
         self.model.eval()
         self.tokenizer = tokenizer
         prepare_tokenizer(self.model, self.tokenizer)
         self.batch_size = batch_size
-        self.max_length = max_length or saved.get("max_length") or _position_limit(self.model, tokenizer)
+        saved_length = saved.get("max_length")
+        if saved_length is not None and not (is_int(saved_length) and saved_length >= 2):
+            raise ModelError(f"{stats_where}: max_length={saved_length!r} is invalid: must be an integer >= 2")
+        self.max_length = max_length or saved_length or _position_limit(self.model, tokenizer)
 
     @torch.no_grad()  # not inference_mode: callers may use the scores in autograd expressions
     def score(self, prompts: Sequence[str], completions: Sequence[str]) -> torch.Tensor:
@@ -144,11 +158,19 @@ def load_reward_model(path: str | os.PathLike) -> tuple[PreTrainedModel, Any, di
     except (OSError, ValueError) as e:
         raise ModelError(f"{path}: cannot load the reward model ({str(e).strip().splitlines()[0]})") from e
     stats_path = path / STATS_FILE
-    try:
-        stats = json.loads(stats_path.read_text(encoding="utf-8")) if stats_path.is_file() else {}
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModelError(f"{stats_path}: not valid JSON ({e})") from e
+    stats = read_json(stats_path, "reward-model stats", ModelError) if stats_path.exists() else {}
     return model, tokenizer, stats
+
+
+def check_stats(stats: Mapping[str, Any], where: str) -> tuple[float, float]:
+    """``(mean, std)`` of normalisation statistics: a finite mean and a finite std > 0, or a ModelError naming
+    ``where`` (a std of 0 would score every text ±inf)."""
+    mean, std = stats.get("mean"), stats.get("std")
+    if not is_number(mean):
+        raise ModelError(f"{where}: mean={mean!r} is invalid: must be a finite number")
+    if not (is_number(std) and std > 0):
+        raise ModelError(f"{where}: std={std!r} is invalid: must be a finite number > 0")
+    return float(mean), float(std)
 
 
 def _position_limit(model: PreTrainedModel, tokenizer: Any) -> int:

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rlhf_gym.core.checks import is_blank
+from rlhf_gym.core.jsonio import parse_json
 from rlhf_gym.errors import DataError
 from rlhf_gym.io import write_text_atomic
 
@@ -149,21 +151,13 @@ def _from_file(path: Path) -> list[PreferencePair]:
 
 def _jsonl_records(path: Path, text: str) -> Iterator[tuple[str, Any]]:
     if text.lstrip().startswith("["):  # a whole-file JSON array is common enough to accept too
-        try:
-            items = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from e
+        items = parse_json(text, str(path))  # duplicate keys and NaN are errors too
         yield from ((f"{path}[{i}]", item) for i, item in enumerate(items))
         return
     for lineno, line in enumerate(text.split("\n"), start=1):  # not splitlines: JSON strings may hold U+2028
-        if not line.strip():
+        if is_blank(line):
             continue
-        try:
-            yield f"{path}:{lineno}", json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(
-                f"{path}:{lineno}: not valid JSON ({e.msg}); expected one JSON object per line"
-            ) from e
+        yield f"{path}:{lineno}", parse_json(line, f"{path}:{lineno}")
 
 
 def _csv_records(path: Path, text: str) -> Iterator[tuple[str, Any]]:
@@ -272,8 +266,8 @@ def _parse_ranking(record: Mapping, where: str) -> list[PreferencePair]:
     ranked = record[key]
     if isinstance(ranked, str):  # CSV cells hold the ranking as a JSON array
         try:
-            ranked = json.loads(ranked)
-        except json.JSONDecodeError:
+            ranked = parse_json(ranked, where)
+        except DataError:
             ranked = None
     if not isinstance(ranked, Sequence) or isinstance(ranked, str) or len(ranked) < 2:
         raise DataError(
@@ -320,8 +314,8 @@ def _text(record: Mapping, column: str, where: str) -> str:
 def _as_text(value: Any, column: str, where: str) -> str:
     if not isinstance(value, str):
         raise DataError(f"{where}: column {column!r} must be text, got {type(value).__name__} {value!r}")
-    if not value.strip():
-        raise DataError(f"{where}: column {column!r} is empty")
+    if is_blank(value):
+        raise DataError(f"{where}: column {column!r} is empty (or only invisible characters)")
     return value
 
 

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 
+from rlhf_gym.core.checks import check_fields, device_name, resolve_device
 from rlhf_gym.core.models import resolve_model_path
 from rlhf_gym.errors import ConfigError, DataError, ModelError
 from rlhf_gym.io import atomic_dir
@@ -61,6 +62,8 @@ class RewardModelConfig:
     device: str | None = None  # "cpu", "cuda", ...; None = CUDA when available
 
     def __post_init__(self):
+        self.device = device_name(self.device, "reward model config: device")
+        check_fields(self, "reward model config: ")  # types: a bool is a bool, a float is finite
         checks = {
             "lr": self.lr > 0,
             "epochs": self.epochs >= 1,
@@ -289,6 +292,9 @@ def train_reward_model(
         final = _evaluate(model, tokenizer, val, cfg)
         metrics.update(_scalar(final, "rm/val_"), **{"rm/val_calibration": final["calibration"]})
     metrics.update(_reward_stats(model, tokenizer, train, cfg))
+    if not all(math.isfinite(metrics[k]) for k in ("rm/reward_mean", "rm/reward_std")):
+        raise ModelError(f"reward-model training diverged (rewards are not finite after {step} steps with "
+                         f"lr={cfg.lr}); nothing was saved — lower lr or max_grad_norm")
     if out is not None:
         _save_atomic(model, tokenizer, cfg, metrics, out)
     return model, tokenizer, metrics
@@ -306,7 +312,8 @@ def _load_base(cfg: RewardModelConfig) -> tuple[PreTrainedModel, Any]:
         model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1)
     except (OSError, ValueError) as e:
         raise ModelError(f"cannot load base model {base!r} ({str(e).strip().splitlines()[0]})") from e
-    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(cfg.device, "reward model config: device") or (
+        "cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
     prepare_tokenizer(model, tokenizer)
     return model, tokenizer

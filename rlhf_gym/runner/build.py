@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rlhf_gym.core.checks import resolve_device as check_device
 from rlhf_gym.core.data import load_prompts
 from rlhf_gym.envs import TextGenVecEnv
 from rlhf_gym.errors import ConfigError
@@ -32,12 +33,11 @@ def seed_everything(run: RunConfig) -> None:
 
 
 def resolve_device(device: str | None) -> str:
-    """``None`` -> ``"cuda"`` when available, else ``"cpu"``; a CUDA device without CUDA is an error."""
+    """``None`` -> ``"cuda"`` when available, else ``"cpu"``; anything else is checked by
+    :func:`rlhf_gym.core.checks.resolve_device` (a device this machine does not have is an error)."""
     if device is None:
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"run.device={device!r} but CUDA is not available here; use run.device=cpu")
-    return device
+    return str(check_device(device, "run.device"))
 
 
 def env_prompts(env: EnvConfig, which: str = "train") -> list[str]:

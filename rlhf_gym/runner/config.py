@@ -89,6 +89,13 @@ class RunConfig:
     keep_checkpoints: int = opt(2, "how many of the newest checkpoints to keep", ge=1)
     samples_per_update: int = opt(4, "prompt/continuation rows written to samples.jsonl per update", ge=0)
 
+    def __post_init__(self) -> None:
+        from rlhf_gym.core.checks import device_name
+
+        # The spelling only ("bogus", "cuda:x" are errors here); whether this machine has the device is
+        # checked when models are built, so a GPU run's config.yaml still reads on a laptop.
+        self.device = device_name(self.device, "device")
+
 
 @dataclass
 class AgentSection:

@@ -21,8 +21,9 @@ from typing import Any
 
 import torch
 
+from rlhf_gym.core.checks import check_fields, device_name, is_blank, resolve_device
 from rlhf_gym.core.data import read_jsonl_objects
-from rlhf_gym.errors import ConfigError, DataError
+from rlhf_gym.errors import ConfigError, DataError, ModelError
 from rlhf_gym.io import atomic_dir
 
 #: Seed of the demonstration stream of the embedded world (distinct from pretraining and evaluation seeds).
@@ -51,6 +52,8 @@ class SFTConfig:
     device: str | None = None  # None = CUDA when available
 
     def __post_init__(self) -> None:
+        self.device = device_name(self.device, "sft: device")
+        check_fields(self, "sft: ")  # types: an int is an int, a float is finite
         checks = {"epochs": self.epochs >= 1, "learning_rate": self.learning_rate > 0, "batch_size": self.batch_size >= 1,
                   "max_length": self.max_length >= 2, "val_fraction": 0 <= self.val_fraction < 1}
         for name, ok in checks.items():
@@ -68,7 +71,7 @@ def load_demonstrations(path: str | Path) -> list[Demonstration]:
                 raise DataError(f"{p}:{i}: missing field {key!r} (a demonstration is {{prompt, completion}})")
             if not isinstance(obj[key], str):
                 raise DataError(f"{p}:{i}: field {key!r} must be a string, got {type(obj[key]).__name__}")
-        if not obj["completion"].strip():
+        if is_blank(obj["completion"]):
             raise DataError(f"{p}:{i}: the completion is empty")
         demos.append(Demonstration(obj["prompt"], obj["completion"]))
     if not demos:
@@ -128,14 +131,12 @@ def train_sft(demos: list[Demonstration], cfg: SFTConfig, out_dir: str | Path | 
     ``on_step(step, total_steps, loss)`` is called after every optimizer step (progress bars).
     """
     from rlhf_gym.core.models import load_causal_lm, load_tokenizer, resolve_model_path
-    from rlhf_gym.runner.build import resolve_device
-
     if not demos:
         raise DataError("no demonstrations to train on")
     out = Path(out_dir) if out_dir is not None else None
     if out is not None and out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"{out} already exists and is not empty; choose a new --out")
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, "sft: device") or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     tok = load_tokenizer(resolve_model_path(cfg.model))
     torch.manual_seed(cfg.seed)
     model = load_causal_lm(cfg.model, device=device)
@@ -166,6 +167,10 @@ def train_sft(demos: list[Demonstration], cfg: SFTConfig, out_dir: str | Path | 
     model.eval()
     if val:
         metrics["sft/val_loss"] = _loss(model, tok, val, cfg, device)
+    if not all(math.isfinite(v) for k, v in metrics.items() if k.endswith("loss")) or not all(
+            bool(torch.isfinite(p).all()) for p in model.parameters()):
+        raise ModelError(f"sft diverged (the loss or the weights are not finite after {step} steps with "
+                         f"learning_rate={cfg.learning_rate}); nothing was saved — lower learning_rate")
     if out is not None:
         with atomic_dir(out) as tmp:  # `out` is absent or empty (checked above)
             model.save_pretrained(tmp)
