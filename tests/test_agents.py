@@ -114,16 +114,24 @@ def test_teacher_forced_logprobs_match_the_sampler(tiny_lm_dir, prompts, cls, kw
 
 
 # ----- learning and determinism ----------------------------------------------------------------------------
-@pytest.mark.parametrize("cls,kw,budget", [(PPO, {"learning_rate": 1e-2, "minibatch_size": 8}, 12 * 96),
-                                           (A2C, {"learning_rate": 1e-1}, 10 * 96)])
+# 3-token episodes (48 tokens a rollout) give twice the updates of 6-token ones for the same budget, and A2C at
+# lr 3e-2 does not collapse the way lr 1e-1 did. Measured on AMD EPYC (scripts/audit_learning_tests.py agents),
+# gain = mean of the last 2 rollouts' scores - mean of the first 2 (scores start at 0.05-0.14, max 1):
+#   PPO 12 seeds 0.70-0.93 (mean 0.85, sd 0.09); 8 seeds on another LM init 0.50-0.91 (mean 0.75);
+#   A2C 12 seeds 0.87-0.95 (mean 0.90, sd 0.03); 8 seeds on another LM init 0.75-0.93;
+#   no learning (PPO at lr 1e-9), 6 seeds: 0.02 +- 0.03.
+# (The old settings gave PPO 0.21-0.73 and A2C -0.12-0.87 over 8 seeds, against a threshold of 0.15.)
+# We assert a gain > 0.3: under every run's, 6 sd below PPO's mean and 10 sd above the no-learning noise.
+@pytest.mark.parametrize("cls,kw,budget", [(PPO, {"learning_rate": 2e-2, "minibatch_size": 16}, 16 * 48),
+                                           (A2C, {"learning_rate": 3e-2}, 20 * 48)])
 def test_short_seeded_run_raises_the_reward(tiny_lm_dir, prompts, cls, kw, budget):
-    env = make_env(tiny_lm_dir, prompts)
+    env = make_env(tiny_lm_dir, prompts, max_new_tokens=3)
     logged = []
     agent = cls(env, seed=0, logger=logged.append, **kw).learn(budget)
     scores = [m["objective/scores"] for m in agent.history]
     assert logged == agent.history and TRL_KEYS <= set(logged[0])
     assert [m["step"] for m in logged] == sorted(m["step"] for m in logged)
-    assert np.mean(scores[-2:]) > np.mean(scores[:2]) + 0.15, scores
+    assert np.mean(scores[-2:]) > np.mean(scores[:2]) + 0.3, scores
     assert agent.num_timesteps >= budget
 
 

@@ -42,9 +42,12 @@ def test_kl_is_zero_when_the_policy_is_the_reference(env):
 def test_kl_is_positive_for_another_policy(env):
     policy = copy.deepcopy(env.engine.ref)
     with torch.no_grad():
-        policy.get_output_embeddings().weight.mul_(3.0)  # sharpen: far from the reference
+        policy.get_output_embeddings().weight.mul_(10.0)  # sharpen: far from the reference
     metrics = evaluate(policy, env, n=16)
-    assert metrics["kl"] > 0.1
+    # The k1 estimate over 16 samples, measured on AMD EPYC over 8 seeds x 2 LM inits
+    # (scripts/audit_learning_tests.py eval-kl): x10 gives 12.4-19.1 (mean 15.2, sd 1.9); we assert > 1.
+    # (x3, as before, gave -0.008-0.68 against a threshold of 0.1: it passed for seed 0 only by luck.)
+    assert metrics["kl"] > 1.0
     assert metrics["kl"] == pytest.approx(sum(s["kl"] for s in metrics["samples"]) / 16)
 
 

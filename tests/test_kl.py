@@ -58,8 +58,11 @@ def test_k2_is_biased_but_close_and_k3_nonnegative():
 
 
 def test_sampled_monte_carlo_matches_exact_kl():
+    # torch's sampler is not bit-stable across versions, so the tolerance must cover any seed's error: with
+    # 200k samples (as before) the relative error had sd 0.0048 over 20 seeds, so 0.02 was only 4 sd; with 1M,
+    # 10 seeds on AMD EPYC stay within +-0.0025 (sd 0.0019), and 0.02 is 10 sd (scripts/audit_learning_tests.py stats).
     g = torch.Generator().manual_seed(0)
-    a = torch.multinomial(PI, 200_000, replacement=True, generator=g)
+    a = torch.multinomial(PI, 1_000_000, replacement=True, generator=g)
     mc = kl_estimate(PI.log()[a], REF.log()[a], "k3").mean()
     assert mc.item() == pytest.approx(exact_kl(PI.log(), REF.log()).item(), rel=0.02)
 

@@ -163,9 +163,12 @@ def test_config_rejects_bad_values():
 
 def test_training_learns_the_preference(trained):
     _, _, metrics, logged, _ = trained
+    # Measured on AMD EPYC over config seeds 0-7 (scripts/audit_learning_tests.py rm): val accuracy 1.0 on
+    # every seed; train loss 0.53-0.63 -> 0.009-0.071 (falls >= 7.6x), val loss 0.21-0.49 -> 0.002-0.017
+    # (>= 25x). We assert accuracy >= 0.9 and each loss at least halved: far inside every seed's result.
     assert metrics["rm/val_accuracy"] >= 0.9
-    assert logged[-1]["rm/train_loss"] < logged[0]["rm/train_loss"]
-    assert logged[-1]["rm/val_loss"] < logged[0]["rm/val_loss"]
+    assert logged[-1]["rm/train_loss"] < 0.5 * logged[0]["rm/train_loss"]
+    assert logged[-1]["rm/val_loss"] < 0.5 * logged[0]["rm/val_loss"]
     assert [e["rm/epoch"] for e in logged] == list(range(1, len(logged) + 1))
     assert all(e["step"] > 0 and "rm/val_ece" in e for e in logged)
     assert len(metrics["rm/val_calibration"]) == 10
@@ -202,6 +205,7 @@ def test_evaluate_reward_model_on_fresh_pairs(trained):
     result = evaluate_reward_model(
         LearnedReward(out, normalize=False, device="cpu"), synthetic_pairs(60, seed=11)
     )
+    # 8 config seeds on AMD EPYC: accuracy 1.0 and mean margin 4.0-6.2 on every seed.
     assert result["accuracy"] >= 0.9 and result["mean_margin"] > 0
     assert {"ece", "calibration", "n_pairs"} <= result.keys()
 
@@ -213,7 +217,7 @@ def test_early_stopping_keeps_the_best_weights(tiny_lm):
     _, _, metrics = train_reward_model(
         pairs, config(tiny_lm, epochs=12, early_stopping_patience=1), callback=logged.append, progress=False
     )
-    assert len(logged) < 12
+    assert len(logged) < 12  # 8 seeds (labels and config) on AMD EPYC: stopped after 2-3 of the 12 epochs
     best = min(logged, key=lambda e: e["rm/val_loss"])
     assert metrics["rm/best_epoch"] == best["rm/epoch"] and metrics["rm/epochs"] == len(logged)
     assert metrics["rm/val_loss"] == pytest.approx(best["rm/val_loss"], rel=1e-5)
