@@ -36,7 +36,7 @@ from rlhf_gym.agents.policy import vocab_size
 from rlhf_gym.agents.ppo import PPO, PPOConfig
 from rlhf_gym.core.checks import check, is_int, is_number
 from rlhf_gym.core.generation import cached_forward, position_ids_from_mask, top_p_mask
-from rlhf_gym.core.models import freeze, load_causal_lm
+from rlhf_gym.core.models import freeze, load_causal_lm, quiet_transformers
 
 
 @dataclass
@@ -121,7 +121,8 @@ class NLPO(PPO):
         return metrics
 
     def _extra_state(self, directory: Path) -> dict:
-        self.mask_policy.save_pretrained(directory / "mask_policy")
+        with quiet_transformers():
+            self.mask_policy.save_pretrained(directory / "mask_policy")
         return {"mask_version": self.mask_version}
 
     def _load_extra_state(self, path: Path, meta: dict) -> None:

@@ -151,14 +151,14 @@ def load_lora_model(directory: str | Path, device: str | torch.device | None = N
     """A saved adapter directory as its base model (``base_model_name_or_path``) plus the adapter, eval mode."""
     from transformers import AutoModelForCausalLM
 
-    from rlhf_gym.core.models import quiet_loading
+    from rlhf_gym.core.models import quiet_transformers
 
     peft = _peft()
     try:
         cfg = peft.PeftConfig.from_pretrained(str(directory))
-        with quiet_loading():
+        with quiet_transformers():
             base = AutoModelForCausalLM.from_pretrained(cfg.base_model_name_or_path, **({"dtype": dtype} if dtype else {}))
-        with _quiet_peft(), quiet_loading():
+        with _quiet_peft(), quiet_transformers():
             model = peft.PeftModel.from_pretrained(base, str(directory))
     except (OSError, ValueError) as e:
         raise ModelError(f"cannot load the LoRA adapter in {directory}: {str(e).splitlines()[0]}") from e

@@ -20,16 +20,19 @@ EMBEDDED = "embedded"
 
 
 @contextmanager
-def quiet_loading() -> Iterator[None]:
-    """Loads without transformers' per-weight progress bar (a library call should not draw one), restoring
-    the user's setting afterwards."""
+def quiet_transformers() -> Iterator[None]:
+    """Loads and saves without transformers' progress bars ("Loading weights", "Writing model shards") and
+    load reports (a reward model's fresh score head is expected, not news): a library call should not draw
+    them. The user's settings are restored afterwards."""
     from transformers.utils import logging as hf_logging
 
-    was_enabled = hf_logging.is_progress_bar_enabled()
+    was_enabled, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
     hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
     try:
         yield
     finally:
+        hf_logging.set_verbosity(verbosity)
         if was_enabled:
             hf_logging.enable_progress_bar()
 
@@ -56,7 +59,7 @@ def load_tokenizer(name_or_path: str | Path | PreTrainedTokenizerBase | None = N
         if _looks_local(path) and not Path(path).expanduser().is_dir():
             raise ModelError(f"tokenizer path {path} does not exist")
         try:
-            with quiet_loading():
+            with quiet_transformers():
                 tok = AutoTokenizer.from_pretrained(path)
         except (OSError, ValueError) as e:
             raise ModelError(f"cannot load tokenizer {path!r}: {str(e).splitlines()[0]}") from e
@@ -89,7 +92,7 @@ def load_causal_lm(
 
             return load_lora_model(Path(path).expanduser(), device=device, dtype=dtype)
         try:
-            with quiet_loading():
+            with quiet_transformers():
                 model = AutoModelForCausalLM.from_pretrained(path, **({"dtype": dtype} if dtype else {}))
         except (OSError, ValueError) as e:
             raise ModelError(f"cannot load causal LM {path!r}: {str(e).splitlines()[0]}") from e

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 
-from rlhf_gym.core.models import quiet_loading
+from rlhf_gym.core.models import quiet_transformers
 from rlhf_gym.errors import ConfigError, ModelError
 
 
@@ -43,7 +43,7 @@ class ClassifierReward:
             raise ConfigError(f"classifier output {output!r} is not one of {', '.join(self.OUTPUTS)}")
         name = model if not isinstance(model, PreTrainedModel) else model.config.name_or_path
         try:
-            with quiet_loading():
+            with quiet_transformers():
                 self.model = (
                     model if isinstance(model, PreTrainedModel)
                     else AutoModelForSequenceClassification.from_pretrained(str(model))

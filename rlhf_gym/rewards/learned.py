@@ -6,9 +6,16 @@ one output, safetensors weights, tokenizer files) plus ``reward_stats.json``, wr
 ``prompt + completion`` texts in batches and normalises the scores with the saved statistics, so a
 reward of 0 is an average training text and 1 is one standard deviation better.
 
->>> reward = LearnedReward("runs/rm")  # doctest: +SKIP
->>> reward.score(["The film was"], [" wonderful."])  # doctest: +SKIP
-tensor([1.7310])
+>>> import tempfile
+>>> from rlhf_gym.rewards.preferences import PreferencePair
+>>> from rlhf_gym.rewards.rm_train import RewardModelConfig, train_reward_model
+>>> rm_dir = tempfile.mkdtemp() + "/rm"  # `rlhf-gym reward train` writes such a directory
+>>> _ = train_reward_model([PreferencePair("The film was", " wonderful.", " awful.")] * 16,
+...                        RewardModelConfig(epochs=2, lr=1e-3, val_fraction=0), out_dir=rm_dir, progress=False)
+>>> reward = LearnedReward(rm_dir)
+>>> good, bad = reward.score(["The film was"] * 2, [" wonderful.", " awful."])
+>>> bool(good > 0 > bad)  # normalised: 0 is an average training text
+True
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreT
 
 from rlhf_gym.core.checks import check, check_int, is_bool, is_int, is_number, resolve_device
 from rlhf_gym.core.jsonio import read_json
+from rlhf_gym.core.models import quiet_transformers
 from rlhf_gym.errors import ModelError, RewardError
 
 STATS_FILE = "reward_stats.json"
@@ -153,8 +161,9 @@ def load_reward_model(path: str | os.PathLike) -> tuple[PreTrainedModel, Any, di
     if not (path / "config.json").is_file():
         raise ModelError(f"{path}: not a reward-model directory (no config.json)")
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(path)
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        with quiet_transformers():
+            model = AutoModelForSequenceClassification.from_pretrained(path)
+            tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as e:
         raise ModelError(f"{path}: cannot load the reward model ({str(e).strip().splitlines()[0]})") from e
     stats_path = path / STATS_FILE

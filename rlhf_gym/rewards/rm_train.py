@@ -12,11 +12,13 @@ averaged with the pair weights (so a K-way ranking counts once), plus the option
 ``coef · mean((r⁺ + r⁻)²)`` that keeps rewards near zero (Eisenstein et al. 2023; TRL's
 ``center_rewards_coefficient``).
 
->>> from rlhf_gym.rewards.preferences import load_preferences
->>> pairs = load_preferences("prefs.jsonl")  # doctest: +SKIP
->>> model, tokenizer, metrics = train_reward_model(pairs, RewardModelConfig(epochs=3), out_dir="runs/rm")  # doctest: +SKIP
->>> metrics["rm/val_accuracy"]  # doctest: +SKIP
-0.91
+>>> import tempfile
+>>> from rlhf_gym.rewards.preferences import PreferencePair  # or load_preferences("prefs.jsonl")
+>>> pairs = [PreferencePair("The film was", " wonderful and moving.", " dull and awful.")] * 16
+>>> config = RewardModelConfig(epochs=2, lr=1e-3, val_fraction=0)
+>>> model, tokenizer, metrics = train_reward_model(pairs, config, out_dir=tempfile.mkdtemp() + "/rm", progress=False)
+>>> metrics["rm/n_train"], metrics["rm/epochs"]
+(16, 2)
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 
 from rlhf_gym.core.checks import check_fields, device_name, resolve_device
-from rlhf_gym.core.models import resolve_model_path
+from rlhf_gym.core.models import quiet_transformers, resolve_model_path
 from rlhf_gym.errors import ConfigError, DataError, ModelError
 from rlhf_gym.io import atomic_dir
 from rlhf_gym.rewards.base import RewardFunction, checked_scores
@@ -156,8 +158,10 @@ def evaluate_reward_model(
 ) -> dict[str, Any]:
     """:func:`preference_metrics` of any reward function on ``pairs`` (use unnormalised scores for calibration).
 
-    >>> evaluate_reward_model(LearnedReward("runs/rm", normalize=False), pairs)["accuracy"]  # doctest: +SKIP
-    0.91
+    >>> from rlhf_gym.rewards import CallableReward
+    >>> pairs = [PreferencePair("p", " good", " bad"), PreferencePair("p", " fine", " awful")]
+    >>> evaluate_reward_model(CallableReward(lambda ps, cs: [len(c) for c in cs]), pairs)["accuracy"]
+    0.5
     """
     if not pairs:
         raise DataError("no preference pairs to evaluate on")
@@ -308,8 +312,9 @@ def _load_base(cfg: RewardModelConfig) -> tuple[PreTrainedModel, Any]:
     if cfg.base_model is None and not Path(base).is_dir():
         raise ModelError(f"the shipped tiny GPT-2 is missing at {base}; pass base_model= (a name or a path)")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(base)
-        model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1)
+        with quiet_transformers():
+            tokenizer = AutoTokenizer.from_pretrained(base)
+            model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1)
     except (OSError, ValueError) as e:
         raise ModelError(f"cannot load base model {base!r} ({str(e).strip().splitlines()[0]})") from e
     device = resolve_device(cfg.device, "reward model config: device") or (
@@ -379,8 +384,9 @@ def _save_atomic(model, tokenizer, cfg: RewardModelConfig, metrics: dict[str, An
     from importlib.metadata import version  # not rlhf_gym.__version__: importing the package loads envs/
 
     with atomic_dir(out) as tmp:  # `out` is absent or empty (checked before training)
-        model.save_pretrained(tmp)  # safetensors
-        tokenizer.save_pretrained(tmp)
+        with quiet_transformers():
+            model.save_pretrained(tmp)  # safetensors
+            tokenizer.save_pretrained(tmp)
         stats = {
             "mean": metrics["rm/reward_mean"],
             "std": metrics["rm/reward_std"],
