@@ -37,7 +37,7 @@ from rlhf_gym.runner.tracking import jsonable
 CHECKPOINTS, RUNNER_FILE, RNG_FILE = "checkpoints", "runner.json", "rng.safetensors"
 _STEP_NAME = re.compile(r"step-(\d+)")
 #: What ``runner.json`` holds (see :func:`rlhf_gym.io.expect`).
-RUNNER_SPEC = {"step": "int", "updates": "int", "wall_time": "number", "initial_eval": "~dict?", "rng": "dict"}
+RUNNER_SPEC = {"step": "int", "updates": "~int", "wall_time": "~number", "initial_eval": "~dict?", "rng": "dict"}
 
 
 def capture_rng() -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -120,8 +120,9 @@ def load_checkpoint(path: str | Path, restore_global_rng: bool = True) -> dict[s
     where = f"checkpoint state {path / RUNNER_FILE}"
     state = expect(read_json(path / RUNNER_FILE, "checkpoint state", ModelError), RUNNER_SPEC, where)
     name = _STEP_NAME.fullmatch(path.name)
-    if state["step"] < 0 or state["updates"] < 0 or (name and int(name.group(1)) != state["step"]):
-        raise ModelError(f"{where}: step {state['step']} / updates {state['updates']} do not fit checkpoint {path.name}")
+    if state["step"] < 0 or state.get("updates", 0) < 0 or (name and int(name.group(1)) != state["step"]):
+        raise ModelError(f"{where}: step {state['step']} (updates {state.get('updates')}) does not fit checkpoint "
+                         f"{path.name}")
     rng = expect(state["rng"], {"python": "list", "numpy": "list"}, f"{where}: rng")
     if restore_global_rng:
         tensors = read_tensors(path / RNG_FILE, "checkpoint RNG state")

@@ -314,6 +314,8 @@ def train(cfg: ResolvedConfig, out: str | Path, *, resume: bool = False, wandb_m
     if last is not None:
         agent = load_agent(cfg, env, last / "agent")
         state = ckpt.load_checkpoint(last)  # restores the global RNG states too
+        expect(state, {"updates": "int", "wall_time": "number", "initial_eval": "dict?"},
+               f"checkpoint state {last / ckpt.RUNNER_FILE}")
         if main:
             for name in (METRICS_FILE, SAMPLES_FILE):
                 read_jsonl(out / name)  # unreadable logs fail now, before anything in the run is rewritten
