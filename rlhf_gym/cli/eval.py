@@ -34,9 +34,9 @@ def run(args: argparse.Namespace) -> int:
     from rlhf_gym.agents.evaluation import evaluate
     from rlhf_gym.core.models import load_causal_lm
     from rlhf_gym.errors import ConfigError, ModelError
+    from rlhf_gym.io import reading
     from rlhf_gym.runner import checkpoint as ckpt
     from rlhf_gym.runner import quiet_hf_progress
-    from rlhf_gym.io import reading
     from rlhf_gym.runner.build import check_prompts_fit, env_prompts, make_env, make_gold, resolve_device
     from rlhf_gym.runner.train import RESULT_KEYS, load_run, result_line
 
