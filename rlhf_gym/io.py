@@ -52,7 +52,7 @@ def output_error(path: str | Path, error: OSError) -> ConfigError:
     anc = _nearest_existing(path.parent)
     if not anc.is_dir():
         return ConfigError(f"cannot write {path}: {anc} is a file, not a folder")
-    reason = error.strerror or type(error).__name__
+    reason = error.strerror or str(error) or type(error).__name__
     return ConfigError(f"cannot write {path}: {reason}")
 
 
