@@ -100,3 +100,33 @@ def test_resume_refuses_changes_that_would_not_continue_the_run(tmp_path, preset
     assert main(["train", "--out", str(out), "--resume", "--set", "run.total_timesteps=40", "--no-progress",
                  "--wandb", "disabled"]) == 0
     assert read_jsonl(out / "metrics.jsonl")[-1]["step"] >= 40
+
+
+def test_resume_keeps_the_config_digest_and_never_rewrites_it_with_other_settings(tmp_path, presets, capsys):
+    import hashlib
+    import json
+
+    env, agent = presets
+    out = tmp_path / "run"
+    assert main(_train_args(env, agent, out, "--set", "run.total_timesteps=20")) == 0
+    saved = json.loads((out / "config.json").read_text())
+    digest = (out / "config.sha256").read_text().strip()
+    assert digest == hashlib.sha256((out / "config.json").read_text().strip().encode()).hexdigest()
+    assert saved["run"]["total_timesteps"] == 20 and saved["env"]["beta"] == 0.05
+    stamp = (out / "config.yaml").stat().st_mtime_ns
+    assert main(["train", "--out", str(out), "--resume", "--no-progress", "--wandb", "disabled"]) == 0
+    assert (out / "config.yaml").stat().st_mtime_ns == stamp  # nothing changed: nothing rewritten
+    # an allowed change is recorded in all three files, so the next resume checks against it
+    assert main(["train", "--out", str(out), "--resume", "--set", "run.total_timesteps=40", "--no-progress",
+                 "--wandb", "disabled"]) == 0
+    assert json.loads((out / "config.json").read_text())["run"]["total_timesteps"] == 40
+    assert (out / "config.sha256").read_text().strip() != digest
+    capsys.readouterr()
+    # the Python API refuses a config that is not the run's
+    from rlhf_gym.errors import ConfigError
+    from rlhf_gym.runner.train import load_run, train
+
+    cfg = load_run(out)
+    cfg.env.beta = 0.5
+    with pytest.raises(ConfigError, match="env.beta"):
+        train(cfg, out, resume=True, progress=False)

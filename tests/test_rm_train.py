@@ -250,7 +250,9 @@ def test_failed_save_leaves_nothing_behind(tiny_lm, tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(PreTrainedTokenizerFast, "save_pretrained", broken)
-    with pytest.raises(OSError, match="disk full"):
+    from rlhf_gym.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"cannot write .*rm: disk full"):  # an OS error on an output, named
         train_reward_model(
             synthetic_pairs(16), config(tiny_lm, epochs=1), out_dir=tmp_path / "rm", progress=False
         )

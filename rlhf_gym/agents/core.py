@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from transformers import PreTrainedModel
 
 from rlhf_gym.agents.buffer import Minibatch, RolloutBuffer
@@ -33,11 +33,12 @@ from rlhf_gym.agents.rollout import Callback, OnPolicyConfig, collect_rollout, r
 from rlhf_gym.agents.stepping import PolicyStepper
 from rlhf_gym.core.checks import resolve_device
 from rlhf_gym.core.generation import Samples, sample, sample_categorical, trim_left_padding
+from rlhf_gym.core.jsonio import read_json
 from rlhf_gym.core.kl import make_kl_controller
 from rlhf_gym.core.models import load_causal_lm, load_tokenizer
 from rlhf_gym.envs.vector import TextGenVecEnv
-from rlhf_gym.errors import ConfigError, ModelError
-from rlhf_gym.io import atomic_dir
+from rlhf_gym.errors import ConfigError, ModelError, RLHFGymError
+from rlhf_gym.io import atomic_dir, expect, read_tensors, reading
 
 PolicyArg = str | Path | PreTrainedModel | None
 CallbackArg = Callback | Callable[[dict], bool | None] | list | None
@@ -337,7 +338,7 @@ class OnPolicyAgent:
                        if torch.is_tensor(v)}, tmp / "optimizer.safetensors")
             meta = {
                 "algorithm": self.algorithm,
-                "config": asdict(self.config),
+                "config": self._saved_config(),
                 "kl_controller": self.kl_controller.state_dict(),
                 "counters": {"num_timesteps": self.num_timesteps, "num_rollouts": self.num_rollouts,
                              "num_episodes": self.num_episodes},
@@ -351,6 +352,39 @@ class OnPolicyAgent:
             (tmp / "agent.json").write_text(json.dumps(meta, indent=2))
         return path
 
+    #: The shape of ``agent.json`` (see :func:`rlhf_gym.io.expect`), checked before anything is restored.
+    META_SPEC: ClassVar[dict[str, str]] = {
+        "algorithm": "str", "config": "dict", "kl_controller": "dict", "counters": "dict", "rng": "dict",
+        "optimizer_param_groups": "list", "env": "dict?"}
+
+    def _saved_config(self) -> dict[str, Any]:
+        """The hyperparameters written to ``agent.json["config"]`` (extensions keep theirs apart, see
+        :mod:`rlhf_gym.runner.ptx`, so that the plain algorithm class loads the checkpoint too)."""
+        return asdict(self.config)
+
+    @classmethod
+    def _config_from_meta(cls, meta: dict[str, Any], path: Path) -> dict[str, Any]:
+        """Inverse of :meth:`_saved_config`: the hyperparameters this class is rebuilt with."""
+        return dict(meta["config"])
+
+    @classmethod
+    def read_meta(cls, path: str | Path) -> dict[str, Any]:
+        """``agent.json`` of a checkpoint directory, checked for shape; a ModelError naming the file otherwise."""
+        path = Path(path)
+        if not (path / "agent.json").is_file():
+            raise ModelError(f"{path} is not an agent checkpoint (no agent.json)")
+        where = f"agent checkpoint {path / 'agent.json'}"
+        meta = expect(read_json(path / "agent.json", "agent checkpoint", ModelError), cls.META_SPEC, where)
+        expect(meta["counters"], {"num_timesteps": "int", "num_rollouts": "int", "num_episodes": "int"},
+               f"{where}: counters")
+        expect(meta["rng"], {"sample": "str", "shuffle": "str", "env": "dict?"}, f"{where}: rng")
+        expect(meta["kl_controller"], {"beta": "number"}, f"{where}: kl_controller")
+        if meta["env"] is not None:
+            expect(meta["env"], {"id": "str?", "kwargs": "~dict?"}, f"{where}: env")
+        if not all(isinstance(g, dict) for g in meta["optimizer_param_groups"]):
+            raise ModelError(f"{where}: 'optimizer_param_groups' must be a list of objects")
+        return meta
+
     @classmethod
     def load(cls, path: str | Path, env: Any = None, *, logger: Callable[[dict], Any] | None = None,
              **overrides: Any) -> OnPolicyAgent:
@@ -360,19 +394,24 @@ class OnPolicyAgent:
         ``predict``. ``overrides`` replace saved hyperparameters (e.g. ``learning_rate``).
         """
         path = Path(path)
-        if not (path / "agent.json").is_file():
-            raise ModelError(f"{path} is not an agent checkpoint (no agent.json)")
-        meta = json.loads((path / "agent.json").read_text())
-        if meta.get("algorithm") != cls.algorithm:
-            raise ModelError(f"{path} holds a {meta.get('algorithm')} agent, not {cls.algorithm}")
+        meta = cls.read_meta(path)
+        if meta["algorithm"] != cls.algorithm:
+            raise ModelError(f"{path} holds a {meta['algorithm']} agent, not {cls.algorithm}")
         env_kwargs = None
         if env is None and meta.get("env") and meta["env"].get("id"):
-            env, env_kwargs = meta["env"]["id"], meta["env"]["kwargs"]
-        config = {**meta["config"], **overrides}
+            env, env_kwargs = meta["env"]["id"], meta["env"].get("kwargs") or {}
+        config = {**cls._config_from_meta(meta, path), **overrides}
         # A LoRA policy is rebuilt on the env's reference and its adapter loaded in _load_state.
-        policy = None if config.get("lora") is not None else load_causal_lm(path / "policy")
-        agent = cls(env, policy=policy, logger=logger, env_kwargs=env_kwargs, **config)
-        agent._load_state(path, meta)
+        policy = None
+        if config.get("lora") is None:
+            with reading(path / "policy", "the policy of agent checkpoint"):
+                policy = load_causal_lm(path / "policy")
+        try:
+            agent = cls(env, policy=policy, logger=logger, env_kwargs=env_kwargs, **config)
+        except RLHFGymError as e:
+            raise type(e)(f"agent checkpoint {path}: {e}") from e
+        with reading(path, "agent checkpoint"):  # shapes that do not fit the model, a torn optimizer state
+            agent._load_state(path, meta)
         return agent
 
     def _load_state(self, path: Path, meta: dict) -> None:
@@ -382,10 +421,10 @@ class OnPolicyAgent:
             load_adapter(self.policy.lm, path / "policy")
         if self.policy.value_model is not None:
             self.policy.value_model.load_state_dict(load_causal_lm(path / "value_model").state_dict())
-        head = load_file(path / "agent.safetensors", device=str(self.device))
+        head = read_tensors(path / "agent.safetensors", "value head", device=str(self.device))
         self.policy.value_head.load_state_dict({k.removeprefix("value_head."): v for k, v in head.items()})
         state: dict[int, dict] = {}
-        for key, v in load_file(path / "optimizer.safetensors", device=str(self.device)).items():
+        for key, v in read_tensors(path / "optimizer.safetensors", "optimizer state", device=str(self.device)).items():
             i, name = key.split(".", 1)
             state.setdefault(int(i), {})[name] = v.cpu() if name == "step" else v
         groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in meta["optimizer_param_groups"]]

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
     quiet_hf_progress()
     console = Console(highlight=False)
-    runs = plan(args.agents, args.envs, args.seeds, args.out, args.overrides)
+    runs = plan(args.agents, args.envs, args.seeds, args.out, args.overrides, build=True)
     todo = [r for r in runs if r.status != "done"]
     console.print(f"{len(runs)} runs ({len(runs) - len(todo)} already done) -> {args.out}")
     with progress_bar(Console(stderr=True)) as bar:

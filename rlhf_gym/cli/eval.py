@@ -34,9 +34,10 @@ def run(args: argparse.Namespace) -> int:
     from rlhf_gym.agents.evaluation import evaluate
     from rlhf_gym.core.models import load_causal_lm
     from rlhf_gym.errors import ConfigError, ModelError
+    from rlhf_gym.io import reading
     from rlhf_gym.runner import checkpoint as ckpt
     from rlhf_gym.runner import quiet_hf_progress
-    from rlhf_gym.runner.build import env_prompts, make_env, make_gold, resolve_device
+    from rlhf_gym.runner.build import check_prompts_fit, env_prompts, make_env, make_gold, resolve_device
     from rlhf_gym.runner.train import RESULT_KEYS, load_run, result_line
 
     quiet_hf_progress()
@@ -55,8 +56,14 @@ def run(args: argparse.Namespace) -> int:
             raise ModelError(f"{path} holds no policy (expected agent/policy/ inside a run checkpoint)")
         label = str(path)
     env = make_env(cfg)
-    policy = env.engine.ref if policy_dir is None else load_causal_lm(policy_dir, device=resolve_device(cfg.run.device))
-    result = evaluate(policy, env, prompts=env_prompts(cfg.env, "eval"), n=n,
+    eval_prompts = env_prompts(cfg.env, "eval")
+    check_prompts_fit(env, eval_prompts, f"env.eval_prompts {cfg.env.eval_prompts}")
+    if policy_dir is None:
+        policy = env.engine.ref
+    else:
+        with reading(policy_dir, "policy"):
+            policy = load_causal_lm(policy_dir, device=resolve_device(cfg.run.device))
+    result = evaluate(policy, env, prompts=eval_prompts, n=n,
                       seed=cfg.run.seed if args.seed is None else args.seed,
                       temperature=getattr(cfg.agent.config, "temperature", 1.0), gold_fn=make_gold(cfg, env))
     console = Console(highlight=False)

@@ -28,7 +28,7 @@ from rich.table import Table
 
 from rlhf_gym.cli.train import add_wandb_flag
 from rlhf_gym.errors import ConfigError
-from rlhf_gym.io import atomic_dir
+from rlhf_gym.io import atomic_dir, check_output
 
 SIMULATE_EPILOG = """\
 examples:
@@ -150,6 +150,8 @@ def run_simulate(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {out}: name the preference file .jsonl or .csv")
     if out.is_dir():
         raise ConfigError(f"--out {out} is a folder; give a file name such as {out / 'prefs.jsonl'}")
+    check_output(out, "file")
+    check_output(out.with_name(f"{out.stem}.metrics.jsonl"), "file", "metrics file")
     try:
         temperatures = tuple(float(t) for t in args.sampling_temperatures.split(","))
     except ValueError:
@@ -230,7 +232,8 @@ def run_train(args: argparse.Namespace) -> int:
 
     console = _setup(args)
     out = Path(args.out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    check_output(out)
+    if out.exists() and any(out.iterdir()):
         raise ConfigError(f"--out {out} already exists and is not empty; choose a new folder or delete it")
     cfg = RewardModelConfig(base_model=None if args.base_model == "embedded" else args.base_model, lr=args.lr,
                             epochs=args.epochs, batch_size=args.batch_size, max_length=args.max_length,
@@ -300,7 +303,7 @@ def run_eval(args: argparse.Namespace) -> int:
     console = _setup(args)
     reward = LearnedReward(args.model, normalize=False, batch_size=args.batch_size)
     pairs = load_preferences(args.prefs)
-    out = Path(args.out) if args.out else Path(args.model) / "eval"
+    out = check_output(Path(args.out) if args.out else Path(args.model) / "eval")
     fresh = args.fresh if args.fresh is not None else (512 if _built_on_embedded(Path(args.model)) else 0)
     if fresh < 0:
         raise ConfigError(f"--fresh must be >= 0, got {fresh}")

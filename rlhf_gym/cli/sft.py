@@ -45,13 +45,14 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from rlhf_gym.errors import ConfigError
+    from rlhf_gym.io import check_output
     from rlhf_gym.runner import quiet_hf_progress
     from rlhf_gym.runner.sft import SFTConfig, load_demonstrations, train_sft, world_demonstrations
     from rlhf_gym.runner.train import progress_bar
 
     quiet_hf_progress()
-    out = Path(args.out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    out = check_output(Path(args.out))
+    if out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out} already exists and is not empty; choose a new --out")
     cfg = SFTConfig(model=args.model, epochs=args.epochs, learning_rate=args.learning_rate, batch_size=args.batch_size,
                     max_length=args.max_length, val_fraction=args.val_fraction, seed=args.seed, device=args.device)

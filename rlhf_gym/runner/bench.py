@@ -23,10 +23,11 @@ from typing import Any
 import numpy as np
 
 from rlhf_gym.errors import ConfigError
+from rlhf_gym.io import check_output, write_text_atomic
 from rlhf_gym.runner.config import load_run_config
-from rlhf_gym.runner.report import series
-from rlhf_gym.runner.tracking import METRICS_FILE, read_jsonl
-from rlhf_gym.runner.train import CONFIG_FILE, RESULT_FILE
+from rlhf_gym.runner.report import save_figure, series
+from rlhf_gym.runner.tracking import METRICS_FILE, jsonable, read_jsonl
+from rlhf_gym.runner.train import CONFIG_FILE, RESULT_FILE, read_result, read_run_config
 
 #: Table columns: (result key, header, format).
 COLUMNS = (("gold_reward", "gold reward ↑", "{:.3f}"), ("rm_reward", "RM reward ↑", "{:.3f}"),
@@ -60,8 +61,14 @@ class BenchRun:
 
 
 def plan(agents: Sequence[str], envs: Sequence[str], seeds: int, out: str | Path,
-         overrides: Sequence[str] = ()) -> list[BenchRun]:
-    """The runs of the matrix; every preset pair is validated first, so a typo fails before any training."""
+         overrides: Sequence[str] = (), build: bool = False) -> list[BenchRun]:
+    """The runs of the matrix; every preset pair is validated first, so a typo fails before any training.
+
+    The output folders are checked too (an unfinished run must be resumable, a new one's folder empty) and,
+    with ``build=True``, every environment a run still to train needs is built once and dropped (model,
+    prompts, evaluation prompts against the context, gold judge, ptx text): a bad second preset fails before
+    the first one trains, not after.
+    """
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
     if not agents or not envs:
@@ -70,12 +77,35 @@ def plan(agents: Sequence[str], envs: Sequence[str], seeds: int, out: str | Path
     for kind, stems in zip(("agent", "env"), names):
         if len(set(stems)) != len(stems):
             raise ConfigError(f"two {kind} presets share a file name ({', '.join(stems)}): run directories would clash")
-    for env in envs:
-        for agent in agents:
-            load_run_config(env, agent, [*overrides, "run.seed=0"])
-    root = Path(out)
-    return [BenchRun(Path(e), Path(a), s, root / Path(e).stem / Path(a).stem / f"seed-{s}")
+    configs = {(env, agent): load_run_config(env, agent, [*overrides, "run.seed=0"]) for env in envs for agent in agents}
+    root = check_output(out)
+    runs = [BenchRun(Path(e), Path(a), s, root / Path(e).stem / Path(a).stem / f"seed-{s}")
             for e in envs for a in agents for s in range(seeds)]
+    todo: set[tuple[str, str]] = set()
+    for r in runs:
+        if r.status == "done":
+            read_result(r.out)
+            continue
+        check_output(r.out, what="bench run")
+        if r.status == "partial":
+            read_run_config(r.out, resume=True)
+        elif r.out.exists() and any(r.out.iterdir()):
+            raise ConfigError(f"bench run {r.out} holds files but no {CONFIG_FILE}; move them away to run it")
+        todo.add((str(r.env_file), str(r.agent_file)))
+    if build:
+        from rlhf_gym.runner.build import check_buildable
+
+        built_envs: set[str] = set()
+        for env, agent in sorted(todo):
+            cfg = configs[(env, agent)]
+            if env not in built_envs:
+                check_buildable(cfg)
+                built_envs.add(env)
+            elif getattr(cfg.agent.config, "ptx_coef", 0) > 0:
+                from rlhf_gym.runner.ptx import load_ptx_texts
+
+                load_ptx_texts(cfg.agent.config.ptx_data)
+    return runs
 
 
 def run_matrix(runs: Sequence[BenchRun], overrides: Sequence[str], wandb_mode: str | None,
@@ -111,7 +141,7 @@ def summarize(runs: Sequence[BenchRun]) -> list[dict[str, Any]]:
     for r in runs:
         if r.status != "done":
             continue
-        saved = json.loads((r.out / RESULT_FILE).read_text())
+        saved = read_result(r.out)
         groups.setdefault((r.env, r.agent), []).append({**saved["eval"], "wall_time": saved["wall_time"]})
     rows = []
     for (env, agent), results in groups.items():
@@ -161,17 +191,13 @@ def plot_matrix(runs: Sequence[BenchRun], path: Path) -> Path:
             ax.grid(alpha=0.3)
             if ax.lines:
                 ax.legend(fontsize=8)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_summary(runs: Sequence[BenchRun], out: Path) -> tuple[list[dict[str, Any]], Path, Path]:
     """Writes ``results.md``, ``results.json`` and ``curves.png`` into ``out``; returns the rows and paths."""
     rows = summarize(runs)
-    out.mkdir(parents=True, exist_ok=True)
-    md = out / "results.md"
-    md.write_text(markdown_table(rows), encoding="utf-8")
-    (out / "results.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
+    md = write_text_atomic(out / "results.md", markdown_table(rows))
+    write_text_atomic(out / "results.json", json.dumps(jsonable(rows), indent=1))
     png = plot_matrix(runs, out / "curves.png")
     return rows, md, png

@@ -49,6 +49,40 @@ def env_prompts(env: EnvConfig, which: str = "train") -> list[str]:
                         prompt_words=env.prompt_words)
 
 
+def check_prompts_fit(env: TextGenVecEnv, prompts: list[str], where: str) -> None:
+    """Raises a ConfigError naming ``where`` unless every prompt plus ``max_new_tokens`` fits the model's context.
+
+    The env checks its own (training) prompts when it is built; evaluation prompts are checked here, before
+    a run starts, rather than when the first evaluation reaches a prompt that is too long.
+    """
+    from rlhf_gym.envs.engine import model_context
+
+    engine = env.unwrapped.engine
+    context = model_context(engine.ref)
+    if context is None or not prompts:
+        return
+    lengths = [len(ids) for ids in engine.tok(list(prompts), add_special_tokens=False)["input_ids"]]
+    longest = max(range(len(lengths)), key=lengths.__getitem__)
+    if lengths[longest] + engine.max_new_tokens > context:
+        raise ConfigError(f"{where}: prompt {longest + 1} has {lengths[longest]} tokens, and with max_new_tokens "
+                          f"{engine.max_new_tokens} that exceeds the model's context of {context} tokens")
+
+
+def check_buildable(cfg: ResolvedConfig) -> None:
+    """Builds and drops what a run of ``cfg`` needs first (environment, prompts, gold judge, ptx text), so a plan
+    of many runs (``rlhf-gym bench``) fails on bad input before the first one trains."""
+    env = make_env(cfg)
+    try:
+        check_prompts_fit(env, env_prompts(cfg.env, "eval"), f"env.eval_prompts {cfg.env.eval_prompts}")
+        make_gold(cfg, env)
+        if getattr(cfg.agent.config, "ptx_coef", 0) > 0:
+            from rlhf_gym.runner.ptx import load_ptx_texts
+
+            load_ptx_texts(cfg.agent.config.ptx_data)
+    finally:
+        env.close()
+
+
 def make_env(cfg: ResolvedConfig, prompts: list[str] | None = None, reward: Any = None) -> TextGenVecEnv:
     """The batched environment of a run (``prompts``/``reward`` replace the config's when given)."""
     e = cfg.env

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -26,12 +27,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
+from rlhf_gym.core.jsonio import read_json
 from rlhf_gym.errors import ModelError
-from rlhf_gym.io import atomic_dir
+from rlhf_gym.io import atomic_dir, expect, read_tensors, reading
+from rlhf_gym.runner.tracking import jsonable
 
 CHECKPOINTS, RUNNER_FILE, RNG_FILE = "checkpoints", "runner.json", "rng.safetensors"
+_STEP_NAME = re.compile(r"step-(\d+)")
+#: What ``runner.json`` holds (see :func:`rlhf_gym.io.expect`).
+RUNNER_SPEC = {"step": "int", "updates": "~int", "wall_time": "~number", "initial_eval": "~dict?", "rng": "dict"}
 
 
 def capture_rng() -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -64,7 +70,13 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
     root = Path(run_dir) / CHECKPOINTS
     if not root.is_dir():
         return []
-    done = [p for p in root.iterdir() if p.name.startswith("step-") and (p / RUNNER_FILE).is_file()]
+    done = []
+    for p in root.iterdir():
+        if not p.name.startswith("step-") or not (p / RUNNER_FILE).is_file():
+            continue  # hidden temp folders of a write killed midway, unrelated files
+        if not _STEP_NAME.fullmatch(p.name):
+            raise ModelError(f"{p} is not a checkpoint name (expected step-NNNNNNNNN); move it out of {root}")
+        done.append(p)
     return sorted(done, key=lambda p: int(p.name.removeprefix("step-")))
 
 
@@ -90,18 +102,30 @@ def save_checkpoint(run_dir: str | Path, step: int, save_agent: Callable[[Path],
         save_agent(tmp / "agent")
         rng_state, rng_tensors = capture_rng()
         save_file(rng_tensors, tmp / RNG_FILE)
-        (tmp / RUNNER_FILE).write_text(json.dumps({"step": step, **state, "rng": rng_state}, indent=1))
+        (tmp / RUNNER_FILE).write_text(json.dumps(jsonable({"step": step, **state, "rng": rng_state}),
+                                                  indent=1))
     for old in list_checkpoints(run_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
 
 def load_checkpoint(path: str | Path, restore_global_rng: bool = True) -> dict[str, Any]:
-    """Reads ``runner.json`` of a checkpoint (and restores the global RNG states); returns it."""
+    """Reads ``runner.json`` of a checkpoint (and restores the global RNG states); returns it.
+
+    A missing, truncated or edited ``runner.json`` or ``rng.safetensors`` is a ModelError naming the file.
+    """
     path = Path(path)
     if not (path / RUNNER_FILE).is_file():
         raise ModelError(f"{path} is not a complete checkpoint (no {RUNNER_FILE})")
-    state = json.loads((path / RUNNER_FILE).read_text())
+    where = f"checkpoint state {path / RUNNER_FILE}"
+    state = expect(read_json(path / RUNNER_FILE, "checkpoint state", ModelError), RUNNER_SPEC, where)
+    name = _STEP_NAME.fullmatch(path.name)
+    if state["step"] < 0 or state.get("updates", 0) < 0 or (name and int(name.group(1)) != state["step"]):
+        raise ModelError(f"{where}: step {state['step']} (updates {state.get('updates')}) does not fit checkpoint "
+                         f"{path.name}")
+    rng = expect(state["rng"], {"python": "list", "numpy": "list"}, f"{where}: rng")
     if restore_global_rng:
-        restore_rng(state["rng"], load_file(path / RNG_FILE))
+        tensors = read_tensors(path / RNG_FILE, "checkpoint RNG state")
+        with reading(path, "the RNG state of checkpoint"):
+            restore_rng(rng, tensors)
     return state

@@ -17,6 +17,7 @@ Everything lands in one directory: ``prefs.jsonl``, ``reward-model/``, ``ppo/`` 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,8 @@ from typing import Any
 from rich.console import Console
 
 from rlhf_gym.errors import ConfigError
+from rlhf_gym.io import check_output, write_text_atomic
+from rlhf_gym.runner.tracking import jsonable
 
 #: PPO settings of the demo (the same fields as ``agents/ppo.yaml``).
 DEMO_AGENT: dict[str, Any] = {
@@ -62,15 +65,29 @@ class DemoConfig:
 
 def run_demo(cfg: DemoConfig, console: Console, wandb_mode: str | None = "disabled") -> dict[str, Any]:
     """Runs the four steps; returns the summary (also written to ``OUT/summary.json``)."""
-    from rlhf_gym.rewards.preferences import load_preferences, save_preferences
-    from rlhf_gym.runner.config import build_agent, resolve
-    from rlhf_gym.runner.train import train
+    from rlhf_gym.rewards.preferences import load_preferences
+    from rlhf_gym.runner.config import build_agent
 
-    out = cfg.out
+    out = Path(cfg.out)
     user_pairs = load_preferences(cfg.prefs) if cfg.prefs else None  # bad files fail before anything is written
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    check_output(out)
+    if out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out} already holds files; choose a new --out")
     build_agent(cfg.agent, "demo agent settings")  # validated before any work
+    created = not out.exists()
+    try:
+        return _run_demo(cfg, out, user_pairs, console, wandb_mode)
+    except Exception:
+        if created:  # a failed demo leaves nothing behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _run_demo(cfg: DemoConfig, out: Path, user_pairs: Any, console: Console, wandb_mode: str | None) -> dict[str, Any]:
+    from rlhf_gym.rewards.preferences import save_preferences
+    from rlhf_gym.runner.config import resolve
+    from rlhf_gym.runner.train import train
+
     timings: dict[str, float] = {}
     start = time.perf_counter()
 
@@ -121,7 +138,7 @@ def run_demo(cfg: DemoConfig, console: Console, wandb_mode: str | None = "disabl
                "comparisons": sim_stats, "timings": timings, "steps": result.steps,
                "gold_gain": result.eval["gold_reward"] - result.initial_eval["gold_reward"],
                "rm_gain": result.eval["rm_reward"] - result.initial_eval["rm_reward"], "kl": result.eval["kl"]}
-    (out / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    write_text_atomic(out / "summary.json", json.dumps(jsonable(summary), indent=1))
     return summary
 
 

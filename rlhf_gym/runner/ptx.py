@@ -17,12 +17,18 @@ Agent config fields (added to every native algorithm's config by :func:`with_ptx
 
 The ptx batches are drawn with the agent's own seeded generator, saved in its checkpoints, so a resumed run
 draws the same batches. The loss is logged as ``loss/ptx``.
+
+Checkpoints keep the ptx fields apart from the algorithm's own (``agent.json["ptx"]``, beside ``"config"``),
+so a checkpoint written by ``rlhf-gym train`` loads with the plain Python API too — ``PPO.load(DIR/checkpoints/
+step-N/agent)`` — as the algorithm without the pretraining mix; the runner's class (:func:`with_ptx`) loads it
+with the mix, as it trained.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -30,6 +36,7 @@ from rlhf_gym.core.checks import check, is_int, is_number
 from rlhf_gym.errors import DataError
 
 _CACHE: dict[type, type] = {}
+PTX_FIELDS = ("ptx_coef", "ptx_data", "ptx_batch_size", "ptx_max_length")
 
 
 def ptx_config_class(base: type) -> type:
@@ -118,16 +125,32 @@ class PtxMixin:
             self._ptx_losses.clear()
         return metrics
 
+    def _saved_config(self) -> dict[str, Any]:
+        return {k: v for k, v in super()._saved_config().items() if k not in PTX_FIELDS}
+
+    @classmethod
+    def _config_from_meta(cls, meta: dict[str, Any], path: Path) -> dict[str, Any]:
+        from rlhf_gym.errors import ModelError
+
+        ptx = meta.get("ptx") or {}
+        if not isinstance(ptx, dict) or set(ptx) - set(PTX_FIELDS):
+            raise ModelError(f"agent checkpoint {path / 'agent.json'}: 'ptx' must be an object with keys "
+                             f"{', '.join(PTX_FIELDS)}")
+        return {**super()._config_from_meta(meta, path), **ptx}
+
     def _extra_state(self, directory: Path) -> dict:
         from rlhf_gym.agents.core import rng_state_to_text
 
-        return {**super()._extra_state(directory), "ptx_rng": rng_state_to_text(self._ptx_gen.get_state())}
+        return {**super()._extra_state(directory), "ptx": {k: getattr(self.config, k) for k in PTX_FIELDS},
+                "ptx_rng": rng_state_to_text(self._ptx_gen.get_state())}
 
     def _load_extra_state(self, path: Path, meta: dict) -> None:
         from rlhf_gym.agents.core import rng_state_from_text
 
         super()._load_extra_state(path, meta)
         if "ptx_rng" in meta:
+            if not isinstance(meta["ptx_rng"], str):
+                raise TypeError("'ptx_rng' must be a string")
             self._ptx_gen.set_state(rng_state_from_text(meta["ptx_rng"]))
 
 

@@ -7,14 +7,14 @@ of its list that the run logged, so runs of any agent (and SB3's ``rollout/*`` k
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from rlhf_gym.errors import DataError
+from rlhf_gym.io import check_output, write_bytes_atomic, write_text_atomic
 from rlhf_gym.runner.tracking import METRICS_FILE, SAMPLES_FILE, read_jsonl
 
 #: Panel title -> metric keys drawn in it (the first key present names the y-axis).
@@ -68,10 +68,20 @@ def plot_curves(rows: Sequence[dict], path: Path, title: str = "") -> Path:
             ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes, color="gray")
     if title:
         fig.suptitle(title)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return path
+
+
+def save_figure(fig: Any, path: Path) -> Path:
+    """Saves a matplotlib figure as PNG atomically (rendered in memory, then written beside and renamed)."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, dpi=110, format="png")
+    finally:
+        plt.close(fig)
+    return write_bytes_atomic(path, buf.getvalue())
 
 
 def final_eval(rows: Sequence[dict]) -> dict[str, float]:
@@ -125,7 +135,11 @@ def markdown_report(run_dir: Path, rows: Sequence[dict], samples: Sequence[dict]
 
 
 def write_report(run_dir: str | Path) -> tuple[Path, Path]:
-    """Writes ``curves.png`` and ``report.md`` into ``run_dir``; returns their paths."""
+    """Writes ``curves.png`` and ``report.md`` into ``run_dir``; returns their paths.
+
+    Every input is read (strictly) before anything is written: a malformed ``metrics.jsonl``, ``samples.jsonl``
+    or ``config.yaml`` is one error naming the file and leaves the run directory as it was.
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DataError(f"run directory {run_dir} does not exist")
@@ -135,11 +149,15 @@ def write_report(run_dir: str | Path) -> tuple[Path, Path]:
     samples = read_jsonl(run_dir / SAMPLES_FILE)
     config = None
     if (run_dir / "config.yaml").is_file():
-        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+        from rlhf_gym.runner.train import read_run_config
+
+        config = read_run_config(run_dir).to_dict()
+    for name in ("curves.png", "report.md"):
+        check_output(run_dir / name, "file", "report output")
     title = f"{run_dir.name}"
     if config:
-        title += f" — {config.get('agent', {}).get('algo')} on {config.get('env', {}).get('task')}"
+        title += f" — {config['agent']['algo']} on {config['env']['task']}"
+    text = markdown_report(run_dir, rows, samples, config, "curves.png")
     png = plot_curves(rows, run_dir / "curves.png", title)
-    md = run_dir / "report.md"
-    md.write_text(markdown_report(run_dir, rows, samples, config, png.name), encoding="utf-8")
+    md = write_text_atomic(run_dir / "report.md", text)
     return png, md

@@ -12,7 +12,9 @@ W&B mirrors the same keys. ``--wandb online|offline|disabled`` picks the mode; w
 W&B failure downgrades to local files with a warning: tracking never blocks training on the network.
 
 On resume, rows logged after the checkpoint being resumed (by a run that was killed later) are dropped, so
-the files read as if the run had never stopped.
+the files read as if the run had never stopped. Reading is strict (:func:`read_jsonl`): only a torn last line
+(a writer killed mid-row) is skipped; any other line that is not a JSON object with an integer ``step`` is
+a :class:`~rlhf_gym.errors.ModelError` naming the file and line.
 """
 
 from __future__ import annotations
@@ -27,36 +29,61 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from rlhf_gym.core.jsonio import parse_json, read_json
+from rlhf_gym.errors import ModelError
 from rlhf_gym.io import write_text_atomic
 
 WANDB_MODES = ("online", "offline", "disabled")
 METRICS_FILE, SAMPLES_FILE, TRACKING_FILE = "metrics.jsonl", "samples.jsonl", "tracking.json"
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """Python floats/ints/strings from numpy and torch scalars; NaN and inf become None."""
     if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 0) == 0:
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     return value
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
-    """The objects of a JSONL file; a torn last line (a killed writer) is skipped."""
-    rows = []
+    """The rows of a run's JSONL file (``metrics.jsonl``, ``samples.jsonl``); ``[]`` if there is none.
+
+    A torn last line (no newline at the end: a killed writer) is skipped. Any other line must be a JSON
+    object whose ``step`` is an integer >= 0; anything else is a ModelError naming ``path:line``.
+    """
     p = Path(path)
     if not p.is_file():
-        return rows
-    for line in p.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
+        return []
+    try:
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ModelError(f"run file {p} is not UTF-8 text (byte {e.start})") from e
+    except OSError as e:
+        raise ModelError(f"run file {p} cannot be read ({e.strerror})") from e
+    lines = text.split("\n")
+    torn = lines.pop()  # "" when the file ends with a newline
+    rows = []
+    for n, line in enumerate([*lines, torn], 1):
+        if not line.strip():
             continue
+        where = f"{p}:{n}"
+        try:
+            row = parse_json(line, where, ModelError)
+        except ModelError:
+            if n == len(lines) + 1:
+                continue  # the torn last line of a killed writer
+            raise
+        if not isinstance(row, dict):
+            raise ModelError(f"{where}: expected a JSON object, not {type(row).__name__}")
+        step = row.get("step")
+        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+            raise ModelError(f"{where}: 'step' must be an integer >= 0, got {step!r}")
+        rows.append(row)
     return rows
 
 
@@ -64,7 +91,7 @@ def truncate_jsonl(path: Path, max_step: int) -> None:
     """Rewrites ``path`` atomically keeping the complete rows with ``step <= max_step``."""
     if not path.is_file():
         return
-    keep = [r for r in read_jsonl(path) if int(r.get("step", 0)) <= max_step]
+    keep = [r for r in read_jsonl(path) if r["step"] <= max_step]
     write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in keep))
 
 
@@ -135,7 +162,7 @@ class Tracker:
 
     def _start_wandb(self, config: dict, name: str, project: str, resume: bool) -> None:
         state_path = self.dir / TRACKING_FILE
-        state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+        state = read_json(state_path, "W&B state", ModelError) if state_path.is_file() else {}
         try:
             import wandb
 
@@ -153,9 +180,9 @@ class Tracker:
 
     def log(self, metrics: dict[str, Any]) -> None:
         """Appends one row (it must have ``step``) to ``metrics.jsonl`` and W&B."""
-        row = _jsonable(dict(metrics))
-        if "step" not in row:
-            raise ValueError("a metrics row needs a 'step'")
+        row = jsonable(dict(metrics))
+        if not isinstance(row.get("step"), int) or isinstance(row["step"], bool) or row["step"] < 0:
+            raise ValueError(f"a metrics row needs an integer 'step' >= 0, got {row.get('step')!r}")
         self._metrics.write(json.dumps(row) + "\n")
         self._metrics.flush()
         if self.wandb_run is not None:
@@ -168,14 +195,14 @@ class Tracker:
     def log_samples(self, step: int, rows: list[dict[str, Any]], kind: str = "rollout") -> None:
         """Appends samples (dicts with ``prompt``, ``completion`` and scores) to ``samples.jsonl`` and W&B."""
         for r in rows:
-            self._samples.write(json.dumps(_jsonable({"step": int(step), "kind": kind, **r})) + "\n")
+            self._samples.write(json.dumps(jsonable({"step": int(step), "kind": kind, **r})) + "\n")
         self._samples.flush()
         if self.wandb_run is not None and rows:
             try:
                 import wandb
 
                 columns = list(rows[0])
-                table = wandb.Table(columns=columns, data=[[_jsonable(r.get(c)) for c in columns] for r in rows])
+                table = wandb.Table(columns=columns, data=[[jsonable(r.get(c)) for c in columns] for r in rows])
                 self.wandb_run.log({f"samples/{kind}": table}, step=int(step))
             except Exception:  # noqa: BLE001
                 pass
@@ -184,7 +211,7 @@ class Tracker:
         """Sets W&B summary values (final metrics)."""
         if self.wandb_run is not None:
             try:
-                self.wandb_run.summary.update(_jsonable(values))
+                self.wandb_run.summary.update(jsonable(values))
             except Exception:  # noqa: BLE001
                 pass
 

@@ -1,13 +1,16 @@
 """The training loop of ``rlhf-gym train``: build, learn, evaluate, checkpoint, resume.
 
-A run directory ``DIR`` holds ``config.yaml`` (the resolved config), ``metrics.jsonl``, ``samples.jsonl``,
-``checkpoints/step-N/`` (see :mod:`rlhf_gym.runner.checkpoint`) and, when training has finished,
-``result.json`` (the final evaluation and the wall time).
+A run directory ``DIR`` holds ``config.yaml`` (the resolved config), ``config.json`` (the same as canonical
+JSON) and ``config.sha256`` (its digest), ``metrics.jsonl``, ``samples.jsonl``, ``checkpoints/step-N/`` (see
+:mod:`rlhf_gym.runner.checkpoint`) and, when training has finished, ``result.json`` (the final evaluation and
+the wall time).
 
 Order of work, chosen so that a run killed at any instant resumes exactly:
 
-1. everything is built (config, prompts, environment, reward, agent) before ``DIR`` is created, so bad input
-   leaves nothing behind;
+1. everything is built and checked (config, training and evaluation prompts against the model's context,
+   environment, reward, agent; on ``--resume`` the checkpoint, the metrics and the config's digest) before
+   ``DIR`` is created or changed, so bad input leaves nothing behind; a run directory this call created is
+   removed again if training then fails with an error (not when it is interrupted: that run can resume);
 2. the starting policy is evaluated and logged at step 0;
 3. after every policy update the agent calls back: rollout samples are logged, the policy is evaluated when
    due, the metrics row is appended, and then — last — a checkpoint is saved when due;
@@ -41,16 +44,35 @@ from rich.progress import (
 )
 
 from rlhf_gym.core.dist import barrier, is_main_process, world_size
-from rlhf_gym.errors import ConfigError
-from rlhf_gym.io import write_text_atomic
+from rlhf_gym.core.jsonio import read_json
+from rlhf_gym.errors import ConfigError, ModelError
+from rlhf_gym.io import check_output, expect, write_text_atomic
 from rlhf_gym.runner import checkpoint as ckpt
 from rlhf_gym.runner import quiet_hf_progress
-from rlhf_gym.runner.build import env_prompts, load_agent, make_agent, make_env, make_gold, seed_everything
-from rlhf_gym.runner.config import ResolvedConfig, dump_config, load_resolved_config
+from rlhf_gym.runner.build import (
+    check_prompts_fit,
+    env_prompts,
+    load_agent,
+    make_agent,
+    make_env,
+    make_gold,
+    seed_everything,
+)
+from rlhf_gym.runner.config import (
+    ResolvedConfig,
+    canonical_json,
+    config_differences,
+    config_digest,
+    dump_config,
+    load_resolved_config,
+    parse_overrides,
+    read_yaml_mapping,
+)
 from rlhf_gym.runner.registry import algo_spec
-from rlhf_gym.runner.tracking import Tracker
+from rlhf_gym.runner.tracking import METRICS_FILE, SAMPLES_FILE, Tracker, jsonable, read_jsonl
 
-CONFIG_FILE, RESULT_FILE = "config.yaml", "result.json"
+CONFIG_FILE, CONFIG_JSON, DIGEST_FILE, RESULT_FILE = "config.yaml", "config.json", "config.sha256", "result.json"
+RESULT_SPEC = {"eval": "dict", "initial_eval": "dict", "steps": "int", "updates": "int", "wall_time": "number"}
 RESULT_KEYS = ("gold_reward", "rm_reward", "kl", "perplexity", "distinct_1", "distinct_2", "mean_length")
 #: Run settings that may change on --resume: they do not change what the agent learns.
 RESUMABLE_RUN_KEYS = ("total_timesteps", "checkpoint_every", "keep_checkpoints")
@@ -108,11 +130,18 @@ class TrainResult:
 
 def prepare_run(out: Path, env_file: str | None, agent_file: str | None, overrides: list[str] | None,
                 resume: bool) -> ResolvedConfig:
-    """The run's config: from the presets for a new run, from ``DIR/config.yaml`` when resuming."""
+    """The run's config: from the presets for a new run, from ``DIR/config.yaml`` when resuming.
+
+    Resuming checks ``config.yaml`` against the digest the run keeps (``config.sha256``, of ``config.json``)
+    and refuses, naming the fields, if it was edited or truncated; only :data:`RESUMABLE_RUN_KEYS` may change
+    (with ``--set``).
+    """
+    out = Path(out)
     if not resume:
         if env_file is None or agent_file is None:
             raise ConfigError("a new run needs --env FILE and --agent FILE (or --resume to continue one)")
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        check_output(out)
+        if out.exists() and any(out.iterdir()):
             raise ConfigError(f"{out} already holds files; pass --resume to continue that run or choose a new --out")
         from rlhf_gym.runner.config import load_run_config
 
@@ -123,7 +152,7 @@ def prepare_run(out: Path, env_file: str | None, agent_file: str | None, overrid
     if bad:
         raise ConfigError(f"--set {bad[0]} cannot change a run being resumed (that would not continue it exactly); "
                           f"only run.{', run.'.join(RESUMABLE_RUN_KEYS)} may change")
-    cfg = load_resolved_config(out / CONFIG_FILE, overrides)
+    cfg = read_run_config(out, overrides, resume=True)
     if env_file is not None and agent_file is not None:
         from rlhf_gym.runner.config import load_run_config
 
@@ -138,13 +167,92 @@ def prepare_run(out: Path, env_file: str | None, agent_file: str | None, overrid
     return cfg
 
 
+def read_run_config(run_dir: str | Path, overrides: list[str] | None = None, *, resume: bool = False) -> ResolvedConfig:
+    """The resolved config of a run directory, checked against the run's own record of it.
+
+    ``config.yaml`` must list every field (a truncated file would silently fall back to defaults) and, when
+    the run keeps ``config.sha256``, resolve to the config it digests (``config.json``): otherwise a
+    ConfigError names the fields that differ. ``resume=True`` also requires the digest. ``overrides``
+    (``--set``) are applied afterwards; the fields they set are not compared.
+    """
+    run_dir = Path(run_dir)
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} is not a run directory (no {CONFIG_FILE}); make one with rlhf-gym train")
+    saved = load_resolved_config(path)
+    raw, data = read_yaml_mapping(path), saved.to_dict()
+    for section, values in data.items():
+        missing = [k for k in values if k not in (raw.get(section) or {})]
+        if missing:
+            raise ConfigError(f"{path}: {section}.{missing[0]} is missing{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}"
+                              "; a run's config.yaml lists every field (was it truncated or edited?)")
+    digest_path = run_dir / DIGEST_FILE
+    if not digest_path.is_file():
+        if resume:
+            raise ConfigError(f"cannot resume: {digest_path} is missing, so {path} cannot be checked against the "
+                              "settings the run started with (a run of an older rlhf-gym, or a deleted file)")
+    else:
+        with_set = {f"{section}.{name}" for section, name, _ in parse_overrides(overrides)}
+        _check_digest(run_dir, data, with_set)
+    return load_resolved_config(path, overrides) if overrides else saved
+
+
+def _check_digest(run_dir: Path, data: dict[str, Any], with_set: set[str]) -> None:
+    path, digest_path, json_path = run_dir / CONFIG_FILE, run_dir / DIGEST_FILE, run_dir / CONFIG_JSON
+    try:
+        want = digest_path.read_text(encoding="utf-8").split()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config digest {digest_path} cannot be read ({type(e).__name__})") from e
+    if len(want) != 1 or len(want[0]) != 64 or any(c not in "0123456789abcdef" for c in want[0]):
+        raise ConfigError(f"config digest {digest_path} must hold one sha256 (64 hex digits)")
+    if config_digest(data) == want[0]:
+        return
+    recorded = read_json(json_path, "run config", ConfigError)
+    if config_digest(recorded) != want[0]:
+        raise ConfigError(f"{json_path} does not match its digest {digest_path}: the run's record of its config was "
+                          f"edited, so {path} cannot be checked; cannot resume exactly")
+    diff = [f for f in config_differences(data, recorded) if f not in with_set]
+    if not diff:
+        return
+    section, _, key = diff[0].partition(".")
+    now, then = (data.get(section) or {}).get(key, "<missing>"), (recorded.get(section) or {}).get(key, "<missing>")
+    more = f" (and {len(diff) - 1} more: {', '.join(diff[1:4])})" if len(diff) > 1 else ""
+    raise ConfigError(f"{path} differs from the config the run started with ({json_path}, digest {digest_path}): "
+                      f"{diff[0]} is {now!r} there but was {then!r}{more}; restore it (only "
+                      f"run.{', run.'.join(RESUMABLE_RUN_KEYS)} may change, with --set)")
+
+
+def _write_config(out: Path, cfg: ResolvedConfig) -> None:
+    """``config.yaml``, ``config.json`` and ``config.sha256``, each written atomically."""
+    write_text_atomic(out / CONFIG_FILE, dump_config(cfg))
+    write_text_atomic(out / CONFIG_JSON, canonical_json(cfg) + "\n")
+    write_text_atomic(out / DIGEST_FILE, config_digest(cfg) + "\n")
+
+
+def _check_resume(out: Path, cfg: ResolvedConfig) -> None:
+    """Refuses to resume ``out`` with a ``cfg`` that differs from its own in more than the resumable keys."""
+    if not (out / CONFIG_FILE).is_file():
+        return  # nothing to resume yet: a fresh run
+    recorded = read_run_config(out, resume=True).to_dict()
+    diff = [f for f in config_differences(recorded, cfg.to_dict())
+            if f not in {f"run.{k}" for k in RESUMABLE_RUN_KEYS}]
+    if diff:
+        raise ConfigError(f"cannot resume {out} with a different config: {', '.join(diff[:5])} differ from "
+                          f"{out / CONFIG_FILE}; only run.{', run.'.join(RESUMABLE_RUN_KEYS)} may change")
+
+
 def _open_run(out: Path, cfg: ResolvedConfig, wandb_mode: str | None, resume_step: int | None,
               console: Console) -> Tracker:
-    """Creates the run directory (removed again if this fails), writes ``config.yaml``, starts tracking."""
+    """Creates the run directory (removed again if this fails), writes the config, starts tracking.
+
+    A resumed run's config files are rewritten only if a resumable key changed (``--set run.total_timesteps``).
+    """
     created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(out / CONFIG_FILE, dump_config(cfg))
+        digest = out / DIGEST_FILE
+        if resume_step is None or not digest.is_file() or digest.read_text().strip() != config_digest(cfg):
+            _write_config(out, cfg)
         tracker = Tracker(out, cfg.to_dict(), wandb_mode=wandb_mode, resume_step=resume_step)
     except BaseException:
         if created:
@@ -155,13 +263,26 @@ def _open_run(out: Path, cfg: ResolvedConfig, wandb_mode: str | None, resume_ste
     return tracker
 
 
+def read_result(run_dir: str | Path) -> dict[str, Any]:
+    """``DIR/result.json`` of a finished run, checked for shape (a ModelError naming the file otherwise)."""
+    path = Path(run_dir) / RESULT_FILE
+    where = f"run result {path}"
+    saved = expect(read_json(path, "run result", ModelError), RESULT_SPEC, where)
+    for part in ("eval", "initial_eval"):
+        for k, v in saved[part].items():
+            if v is not None and (not isinstance(v, int | float) or isinstance(v, bool)):
+                raise ModelError(f"{where}: {part}.{k} must be a number or null, not {type(v).__name__}")
+    return saved
+
+
 def _finish(out: Path, tracker: Tracker, initial: dict, final: dict, steps: int, updates: int,
             wall: float) -> TrainResult:
     """Writes ``result.json`` and the W&B summary."""
     result = TrainResult(out, {k: final[k] for k in RESULT_KEYS if k in final}, steps, updates, wall,
                          {k: initial[k] for k in RESULT_KEYS if k in (initial or {})})
-    write_text_atomic(out / RESULT_FILE, json.dumps({"eval": result.eval, "initial_eval": result.initial_eval,
-                                                 "steps": steps, "updates": updates, "wall_time": wall}, indent=1))
+    write_text_atomic(out / RESULT_FILE, json.dumps(jsonable({"eval": result.eval, "initial_eval": result.initial_eval,
+                                                          "steps": steps, "updates": updates, "wall_time": wall}),
+                                                 indent=1))
     tracker.summary({**{f"eval/{k}": v for k, v in result.eval.items()}, "wall_time": wall})
     return result
 
@@ -179,15 +300,25 @@ def train(cfg: ResolvedConfig, out: str | Path, *, resume: bool = False, wandb_m
             raise ConfigError(f"agent.algo={cfg.agent.algo!r} (stock SB3) trains in one process; launch it without "
                               "torchrun, or use a native agent (ppo, a2c, nlpo) for data-parallel training")
         return _train_sb3(cfg, out, resume, wandb_mode, console, progress, start_time)
+    created = main and not out.exists()
+    if main:
+        check_output(out)
+    if resume and main:
+        _check_resume(out, cfg)
     seed_everything(cfg.run)
     env = make_env(cfg)
     eval_prompts = env_prompts(cfg.env, "eval")
+    check_prompts_fit(env, eval_prompts, f"env.eval_prompts {cfg.env.eval_prompts}")
     gold = make_gold(cfg, env)
     last = ckpt.latest_checkpoint(out) if resume else None
     if last is not None:
         agent = load_agent(cfg, env, last / "agent")
         state = ckpt.load_checkpoint(last)  # restores the global RNG states too
+        expect(state, {"updates": "int", "wall_time": "number", "initial_eval": "dict?"},
+               f"checkpoint state {last / ckpt.RUNNER_FILE}")
         if main:
+            for name in (METRICS_FILE, SAMPLES_FILE):
+                read_jsonl(out / name)  # unreadable logs fail now, before anything in the run is rewritten
             console.print(f"resuming {out} from {last.name}: {state['step']} tokens, {state['updates']} updates")
     else:
         agent = make_agent(cfg, env)
@@ -195,63 +326,75 @@ def train(cfg: ResolvedConfig, out: str | Path, *, resume: bool = False, wandb_m
     prior_wall = float(state["wall_time"])
     barrier()  # every rank has read the run directory before rank 0 writes to it
     tracker = _open_run(out, cfg, wandb_mode, state["step"] if last else None, console) if main else _NullTracker()
-
-    run = cfg.run
-    result: dict[str, Any] = {}
     try:
-        if last is None and main:
-            initial = evaluate_policy(agent, env, eval_prompts, gold, cfg)
-            state["initial_eval"] = {k: initial[k] for k in RESULT_KEYS if k in initial}
-            tracker.log({"step": 0, **_eval_row(initial)})
-            tracker.log_samples(0, _eval_samples(initial, run.samples_per_update), kind="eval")
-            result = initial
-        bar = progress_bar(console, progress and main)
-        task = bar.add_task(f"{cfg.agent.algo} on {cfg.env.task}", total=run.total_timesteps,
-                            completed=min(agent.num_timesteps, run.total_timesteps), status="")
-
-        def on_update(metrics: dict) -> bool:
-            nonlocal result
-            if not main:
-                return True
-            updates, step = agent.num_rollouts, agent.num_timesteps
-            final = step >= run.total_timesteps
-            row = dict(metrics)
-            rows = [{"prompt": p, "completion": c, "score": s} for p, c, s in agent.last_rollout_texts]
-            tracker.log_samples(step, rows[: run.samples_per_update])
-            if final or (run.eval_every and updates % run.eval_every == 0):
-                result = evaluate_policy(agent, env, eval_prompts, gold, cfg)
-                row.update(_eval_row(result))
-                tracker.log_samples(step, _eval_samples(result, run.samples_per_update), kind="eval")
-                bar.console.print(f"step {step}: " + "  ".join(f"{k}={result[k]:.3f}" for k in RESULT_KEYS[:4]
-                                                                if k in result))
-            tracker.log(row)
-            if final or (run.checkpoint_every and updates % run.checkpoint_every == 0):
-                wall = prior_wall + time.perf_counter() - start_time
-                ckpt.save_checkpoint(out, step, agent.save, {"updates": updates, "wall_time": wall,
-                                                             "initial_eval": state["initial_eval"]},
-                                     keep=run.keep_checkpoints)
-            bar.update(task, completed=min(step, run.total_timesteps),
-                       status=f"score {metrics.get('objective/scores', float('nan')):+.3f} "
-                              f"kl {metrics.get('objective/kl', float('nan')):.2f}")
-            return True
-
-        remaining = run.total_timesteps - agent.num_timesteps
-        with bar:
-            if remaining > 0:
-                agent.learn(remaining, callback=on_update)
-        wall = prior_wall + time.perf_counter() - start_time
-        if not main:
-            barrier()  # wait for rank 0's final evaluation and result.json
-            return TrainResult(out, {}, agent.num_timesteps, agent.num_rollouts, wall)
-        if not result:  # resumed a run whose training had already finished
-            result = evaluate_policy(agent, env, eval_prompts, gold, cfg)
-        wall = prior_wall + time.perf_counter() - start_time
-        finished = _finish(out, tracker, state.get("initial_eval") or {}, result, agent.num_timesteps,
-                           agent.num_rollouts, wall)
-        barrier()
-        return finished
+        return _train_loop(cfg, out, agent, env, eval_prompts, gold, state, last, tracker, console, progress,
+                           start_time, prior_wall)
+    except Exception:
+        tracker.close()
+        if created:  # a failed new run leaves nothing behind (an interrupted one stays, to be resumed)
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     finally:
         tracker.close()
+
+
+def _train_loop(cfg: ResolvedConfig, out: Path, agent: Any, env: Any, eval_prompts: list[str], gold: Any,
+                state: dict[str, Any], last: Path | None, tracker: Any, console: Console, progress: bool,
+                start_time: float, prior_wall: float) -> TrainResult:
+    main = is_main_process()
+    run = cfg.run
+    result: dict[str, Any] = {}
+    if last is None and main:
+        initial = evaluate_policy(agent, env, eval_prompts, gold, cfg)
+        state["initial_eval"] = {k: initial[k] for k in RESULT_KEYS if k in initial}
+        tracker.log({"step": 0, **_eval_row(initial)})
+        tracker.log_samples(0, _eval_samples(initial, run.samples_per_update), kind="eval")
+        result = initial
+    bar = progress_bar(console, progress and main)
+    task = bar.add_task(f"{cfg.agent.algo} on {cfg.env.task}", total=run.total_timesteps,
+                        completed=min(agent.num_timesteps, run.total_timesteps), status="")
+
+    def on_update(metrics: dict) -> bool:
+        nonlocal result
+        if not main:
+            return True
+        updates, step = agent.num_rollouts, agent.num_timesteps
+        final = step >= run.total_timesteps
+        row = dict(metrics)
+        rows = [{"prompt": p, "completion": c, "score": s} for p, c, s in agent.last_rollout_texts]
+        tracker.log_samples(step, rows[: run.samples_per_update])
+        if final or (run.eval_every and updates % run.eval_every == 0):
+            result = evaluate_policy(agent, env, eval_prompts, gold, cfg)
+            row.update(_eval_row(result))
+            tracker.log_samples(step, _eval_samples(result, run.samples_per_update), kind="eval")
+            bar.console.print(f"step {step}: " + "  ".join(f"{k}={result[k]:.3f}" for k in RESULT_KEYS[:4]
+                                                            if k in result))
+        tracker.log(row)
+        if final or (run.checkpoint_every and updates % run.checkpoint_every == 0):
+            wall = prior_wall + time.perf_counter() - start_time
+            ckpt.save_checkpoint(out, step, agent.save, {"updates": updates, "wall_time": wall,
+                                                         "initial_eval": state["initial_eval"]},
+                                 keep=run.keep_checkpoints)
+        bar.update(task, completed=min(step, run.total_timesteps),
+                   status=f"score {metrics.get('objective/scores', float('nan')):+.3f} "
+                          f"kl {metrics.get('objective/kl', float('nan')):.2f}")
+        return True
+
+    remaining = run.total_timesteps - agent.num_timesteps
+    with bar:
+        if remaining > 0:
+            agent.learn(remaining, callback=on_update)
+    wall = prior_wall + time.perf_counter() - start_time
+    if not main:
+        barrier()  # wait for rank 0's final evaluation and result.json
+        return TrainResult(out, {}, agent.num_timesteps, agent.num_rollouts, wall)
+    if not result:  # resumed a run whose training had already finished
+        result = evaluate_policy(agent, env, eval_prompts, gold, cfg)
+    wall = prior_wall + time.perf_counter() - start_time
+    finished = _finish(out, tracker, state.get("initial_eval") or {}, result, agent.num_timesteps,
+                       agent.num_rollouts, wall)
+    barrier()
+    return finished
 
 
 def _train_sb3(cfg: ResolvedConfig, out: Path, resume: bool, wandb_mode: str | None, console: Console,
@@ -260,9 +403,13 @@ def _train_sb3(cfg: ResolvedConfig, out: Path, resume: bool, wandb_mode: str | N
     from rlhf_gym.runner.sb3_run import build_sb3, learn_sb3
 
     if resume and (out / RESULT_FILE).is_file():
-        saved = json.loads((out / RESULT_FILE).read_text())
+        saved = read_result(out)
         return TrainResult(out, saved["eval"], saved["steps"], saved["updates"], saved["wall_time"],
                            saved["initial_eval"])
+    check_output(out)
+    if resume:
+        _check_resume(out, cfg)
+    created = not out.exists()
     built = build_sb3(cfg)
     if resume:
         console.print(f"[yellow]{cfg.agent.algo} runs cannot resume exactly (SB3 state is pickled): restarting {out}")
@@ -272,6 +419,11 @@ def _train_sb3(cfg: ResolvedConfig, out: Path, resume: bool, wandb_mode: str | N
         with progress_bar(console, progress) as bar:
             initial, final, steps, updates = learn_sb3(built, cfg, out, tracker, bar, evaluate_policy)
         return _finish(out, tracker, initial, final, steps, updates, time.perf_counter() - start_time)
+    except Exception:
+        tracker.close()
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     finally:
         tracker.close()
 
@@ -284,8 +436,5 @@ def result_line(result: dict[str, float], **extra: float) -> str:
 
 
 def load_run(run_dir: str | Path) -> ResolvedConfig:
-    """The resolved config of a run directory."""
-    run_dir = Path(run_dir)
-    if not (run_dir / CONFIG_FILE).is_file():
-        raise ConfigError(f"{run_dir} is not a run directory (no {CONFIG_FILE}); make one with rlhf-gym train")
-    return load_resolved_config(run_dir / CONFIG_FILE)
+    """The resolved config of a run directory (checked as :func:`read_run_config` does)."""
+    return read_run_config(run_dir)
