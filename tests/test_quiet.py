@@ -37,3 +37,14 @@ def test_the_progress_bar_setting_of_the_user_is_restored():
     load_causal_lm("embedded")
     assert not hf_logging.is_progress_bar_enabled()
     hf_logging.enable_progress_bar()
+
+
+def test_training_saving_and_loading_an_agent_prints_nothing(capfd, tmp_path):
+    from rlhf_gym.agents import PPO
+
+    envs = gym.make_vec("rlhf_gym/Sentiment-v0", num_envs=2, max_new_tokens=2)
+    agent = PPO(envs, seed=0).learn(4)
+    agent.save(tmp_path / "agent")
+    PPO.load(tmp_path / "agent", env=envs)
+    out, err = capfd.readouterr()
+    assert err == "" and out == "", (out + err)[:300]

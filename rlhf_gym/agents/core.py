@@ -35,7 +35,7 @@ from rlhf_gym.core.checks import resolve_device
 from rlhf_gym.core.generation import Samples, sample, sample_categorical, trim_left_padding
 from rlhf_gym.core.jsonio import read_json
 from rlhf_gym.core.kl import make_kl_controller
-from rlhf_gym.core.models import load_causal_lm, load_tokenizer
+from rlhf_gym.core.models import load_causal_lm, load_tokenizer, quiet_transformers
 from rlhf_gym.envs.vector import TextGenVecEnv
 from rlhf_gym.errors import ConfigError, ModelError, RLHFGymError
 from rlhf_gym.io import atomic_dir, expect, read_tensors, reading
@@ -326,11 +326,12 @@ class OnPolicyAgent:
         """
         path = Path(path)
         with atomic_dir(path) as tmp:
-            self.policy.lm.save_pretrained(tmp / "policy")
-            if self.env is not None:
-                self.env.unwrapped.engine.tok.save_pretrained(tmp / "policy")
-            if self.policy.value_model is not None:
-                self.policy.value_model.save_pretrained(tmp / "value_model")
+            with quiet_transformers():
+                self.policy.lm.save_pretrained(tmp / "policy")
+                if self.env is not None:
+                    self.env.unwrapped.engine.tok.save_pretrained(tmp / "policy")
+                if self.policy.value_model is not None:
+                    self.policy.value_model.save_pretrained(tmp / "value_model")
             head = {f"value_head.{k}": v.detach().contiguous() for k, v in self.policy.value_head.state_dict().items()}
             save_file(head, tmp / "agent.safetensors")
             opt = self.optimizer.state_dict()
