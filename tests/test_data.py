@@ -57,6 +57,8 @@ def test_text_files_lose_their_byte_order_mark_and_invisible_lines(tmp_path):
     jsonl = tmp_path / "p.jsonl"
     jsonl.write_bytes('\ufeff{"prompt": "a"}\n\u200b\n{"text": "b"}\n'.encode())
     assert load_prompts(jsonl) == ["a", "b"]
+    path.write_bytes("\ufeff\ufeffthe movie was\n".encode())  # two files concatenated (found by hypothesis)
+    assert load_prompts(path) == ["the movie was"]
 
 
 def test_any_sequence_of_strings_is_a_prompt_list():

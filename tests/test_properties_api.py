@@ -14,7 +14,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -26,8 +26,8 @@ from rlhf_gym.errors import RLHFGymError
 from rlhf_gym.rewards.preferences import PreferencePair, load_preferences
 
 PROMPTS = ["the movie was", "the food", "i loved this"]
-SETTINGS = settings(max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
-FEW = settings(max_examples=15, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=40)  # the rest of the settings: the profile in conftest.py
+FEW = settings(max_examples=15)
 
 # Values a confused caller might pass anywhere.
 ANYTHING = st.one_of(

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rlhf_gym.cli import main
@@ -18,8 +18,7 @@ from rlhf_gym.runner import checkpoint as ckpt
 from rlhf_gym.runner.config import EnvConfig, RunConfig, load_run_config
 from rlhf_gym.runner.tracking import read_jsonl
 
-SETTINGS = settings(max_examples=25, deadline=None, derandomize=True,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+SETTINGS = settings(max_examples=25)  # the rest of the settings: the profile in conftest.py
 
 ENV_KEYS = [f.name for f in dataclasses.fields(EnvConfig)]
 RUN_KEYS = [f.name for f in dataclasses.fields(RunConfig)]

@@ -31,7 +31,7 @@ def read_lines(path: Path, what: str, *, jsonl: bool = False) -> list[str]:
     if not path.is_file():
         raise DataError(f"{what} {path} does not exist" if not path.exists() else f"{what} {path} is not a file")
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = path.read_text(encoding="utf-8").lstrip("\ufeff")  # BOMs (files concatenated can hold several)
     except UnicodeDecodeError as e:
         raise DataError(f"{what} {path} is not UTF-8 text (byte {e.start})") from e
     except OSError as e:
