@@ -374,7 +374,7 @@ def test_every_cli_checkpoint_loads_with_the_python_api(algo, base, tmp_path, ca
     ck = sorted((out / "checkpoints").glob("step-*"))[-1] / "agent"
     cls = {"ppo": PPO, "a2c": A2C, "nlpo": NLPO}[algo]
     from rlhf_gym.runner.build import make_env
-    from rlhf_gym.runner.train import load_run
+    from rlhf_gym.runner.rundir import load_run
 
     plain = cls.load(ck)  # prediction only
     assert plain.num_timesteps == 8 and not hasattr(plain.config, "ptx_coef")

@@ -140,7 +140,7 @@ def test_jsonl_logs_load_or_name_the_file(name, corruption, run):
 @SETTINGS
 @given(corruption=CORRUPTION)
 def test_run_config_loads_or_names_the_file(corruption, run):
-    from rlhf_gym.runner.train import read_run_config
+    from rlhf_gym.runner.rundir import read_run_config
 
     _with_corrupted(run / "config.yaml", corruption, lambda: read_run_config(run, resume=True))
 
@@ -148,7 +148,7 @@ def test_run_config_loads_or_names_the_file(corruption, run):
 @pytest.fixture(scope="module")
 def agent_env(run):
     from rlhf_gym.runner.build import make_env
-    from rlhf_gym.runner.train import load_run
+    from rlhf_gym.runner.rundir import load_run
 
     return make_env(load_run(run))
 

@@ -124,7 +124,8 @@ def test_resume_keeps_the_config_digest_and_never_rewrites_it_with_other_setting
     capsys.readouterr()
     # the Python API refuses a config that is not the run's
     from rlhf_gym.errors import ConfigError
-    from rlhf_gym.runner.train import load_run, train
+    from rlhf_gym.runner.rundir import load_run
+    from rlhf_gym.runner.train import train
 
     cfg = load_run(out)
     cfg.env.beta = 0.5

@@ -38,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     from rlhf_gym.runner import checkpoint as ckpt
     from rlhf_gym.runner import quiet_hf_progress
     from rlhf_gym.runner.build import check_prompts_fit, env_prompts, make_env, make_gold, resolve_device
-    from rlhf_gym.runner.train import RESULT_KEYS, load_run, result_line
+    from rlhf_gym.runner.rundir import load_run
+    from rlhf_gym.runner.train import RESULT_KEYS, result_line
 
     quiet_hf_progress()
     cfg = load_run(args.run)

@@ -89,7 +89,8 @@ def _run(args: argparse.Namespace) -> int:
     from rlhf_gym.core.dist import is_main_process
     from rlhf_gym.errors import ConfigError
     from rlhf_gym.runner.config import dump_config, load_run_config
-    from rlhf_gym.runner.train import prepare_run, result_line, train
+    from rlhf_gym.runner.rundir import prepare_run
+    from rlhf_gym.runner.train import result_line, train
 
     console = Console(highlight=False)
     if args.print_config:

@@ -26,8 +26,8 @@ from rlhf_gym.errors import ConfigError
 from rlhf_gym.io import check_output, write_text_atomic
 from rlhf_gym.runner.config import load_run_config
 from rlhf_gym.runner.report import save_figure, series
+from rlhf_gym.runner.rundir import CONFIG_FILE, RESULT_FILE, prepare_run, read_result, read_run_config
 from rlhf_gym.runner.tracking import METRICS_FILE, jsonable, read_jsonl
-from rlhf_gym.runner.train import CONFIG_FILE, RESULT_FILE, read_result, read_run_config
 
 #: Table columns: (result key, header, format).
 COLUMNS = (("gold_reward", "gold reward ↑", "{:.3f}"), ("rm_reward", "RM reward ↑", "{:.3f}"),
@@ -112,7 +112,7 @@ def run_matrix(runs: Sequence[BenchRun], overrides: Sequence[str], wandb_mode: s
                on_start: Callable[[BenchRun, int], None] | None = None,
                on_done: Callable[[BenchRun, Any], None] | None = None) -> None:
     """Trains every run that is not done (resuming partial ones), in order."""
-    from rlhf_gym.runner.train import prepare_run, train
+    from rlhf_gym.runner.train import train
 
     for i, r in enumerate(runs):
         status = r.status

@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import hashlib
-import json
 import math
 import re
 import types
@@ -42,6 +40,7 @@ from typing import Any, Literal
 
 import yaml
 
+from rlhf_gym.core.yamlio import parse_yaml, read_yaml_mapping
 from rlhf_gym.errors import ConfigError, RLHFGymError
 
 SECTIONS = ("env", "agent", "run")
@@ -120,76 +119,6 @@ class ResolvedConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {"env": dataclasses.asdict(self.env), "agent": self.agent.to_dict(), "run": dataclasses.asdict(self.run)}
-
-
-# ----- YAML ------------------------------------------------------------------------------------------------
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e-5`` as a float (YAML 1.1 wants ``1.0e-5``; people write ``1e-5``) and
-    refuses a key given twice in one mapping (PyYAML keeps the last one silently)."""
-
-
-def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        if key_node.tag == "tag:yaml.org,2002:merge":
-            continue  # `<<: *base` merges are overridden on purpose
-        key = loader.construct_object(key_node, deep=True)
-        try:
-            first = seen.get(key)
-        except TypeError:
-            continue  # unhashable: construct_mapping below says so
-        if first is not None:
-            raise yaml.constructor.ConstructorError(
-                "while constructing a mapping", node.start_mark,
-                f"duplicate key {key!r} (first given on line {first})", key_node.start_mark)
-        seen[key] = key_node.start_mark.line + 1
-    return loader.construct_mapping(node, deep=True)
-
-
-_Loader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)[eE][-+]?\d+$|^[-+]?(?:\d[\d_]*)?\.\d[\d_]*$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"),
-    list("-+0123456789."),
-)
-
-
-def parse_yaml(text: str, where: str) -> Any:
-    """Parses YAML text; a syntax error becomes a one-line ConfigError naming ``where`` and the line."""
-    try:
-        return yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"{where}{line}: invalid YAML ({problem})") from e
-    except RecursionError as e:
-        raise ConfigError(f"{where}: invalid YAML (nested too deeply)") from e
-    except (ValueError, TypeError, OverflowError) as e:  # e.g. a date such as 2024-13-45 (PyYAML's datetime)
-        raise ConfigError(f"{where}: invalid YAML value ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from e
-
-
-def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
-    """Reads a YAML file that must hold a non-empty mapping."""
-    p = Path(path)
-    if not p.exists():
-        raise ConfigError(f"config file {p} does not exist")
-    if not p.is_file():
-        raise ConfigError(f"config file {p} is not a file")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"config file {p} is not UTF-8 text (byte {e.start})") from e
-    except OSError as e:
-        raise ConfigError(f"config file {p} cannot be read ({e.strerror})") from e
-    data = parse_yaml(text, str(p))
-    if data is None:
-        raise ConfigError(f"config file {p} is empty")
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {p} must hold a mapping of key: value, not a {type(data).__name__}")
-    return data
 
 
 # ----- validation ------------------------------------------------------------------------------------------
@@ -417,34 +346,6 @@ def load_resolved_config(path: str | Path, overrides: list[str] | None = None) -
         _apply(sections[section], name, value)
         where[section] = f"{path} (with --set)"
     return resolve(sections["env"], sections["agent"], sections["run"], where)
-
-
-def canonical_json(cfg: ResolvedConfig | dict[str, Any]) -> str:
-    """The resolved config as canonical JSON (sorted keys, no spaces): what :func:`config_digest` hashes."""
-    data = cfg.to_dict() if isinstance(cfg, ResolvedConfig) else cfg
-    try:
-        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"the resolved config cannot be written as JSON ({e})") from e
-
-
-def config_digest(cfg: ResolvedConfig | dict[str, Any]) -> str:
-    """sha256 (hex) of :func:`canonical_json`: a run keeps it in ``config.sha256`` to check ``--resume``."""
-    return hashlib.sha256(canonical_json(cfg).encode("utf-8")).hexdigest()
-
-
-def config_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    """Dotted names of the fields whose values differ between two resolved-config dicts (``env.beta``...)."""
-    out = []
-    for section in sorted(set(a) | set(b)):
-        sa, sb = a.get(section), b.get(section)
-        if not isinstance(sa, dict) or not isinstance(sb, dict):
-            if sa != sb:
-                out.append(section)
-            continue
-        out += [f"{section}.{k}" for k in sorted(set(sa) | set(sb), key=str)
-                if k not in sa or k not in sb or json.dumps(sa[k], sort_keys=True) != json.dumps(sb[k], sort_keys=True)]
-    return out
 
 
 def dump_config(cfg: ResolvedConfig) -> str:

@@ -139,13 +139,13 @@ class PtxMixin:
         return {**super()._config_from_meta(meta, path), **ptx}
 
     def _extra_state(self, directory: Path) -> dict:
-        from rlhf_gym.agents.core import rng_state_to_text
+        from rlhf_gym.agents.saving import rng_state_to_text
 
         return {**super()._extra_state(directory), "ptx": {k: getattr(self.config, k) for k in PTX_FIELDS},
                 "ptx_rng": rng_state_to_text(self._ptx_gen.get_state())}
 
     def _load_extra_state(self, path: Path, meta: dict) -> None:
-        from rlhf_gym.agents.core import rng_state_from_text
+        from rlhf_gym.agents.saving import rng_state_from_text
 
         super()._load_extra_state(path, meta)
         if "ptx_rng" in meta:

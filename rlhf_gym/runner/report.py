@@ -149,7 +149,7 @@ def write_report(run_dir: str | Path) -> tuple[Path, Path]:
     samples = read_jsonl(run_dir / SAMPLES_FILE)
     config = None
     if (run_dir / "config.yaml").is_file():
-        from rlhf_gym.runner.train import read_run_config
+        from rlhf_gym.runner.rundir import read_run_config
 
         config = read_run_config(run_dir).to_dict()
     for name in ("curves.png", "report.md"):

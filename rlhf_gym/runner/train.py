@@ -44,8 +44,7 @@ from rich.progress import (
 )
 
 from rlhf_gym.core.dist import barrier, is_main_process, world_size
-from rlhf_gym.core.jsonio import read_json
-from rlhf_gym.errors import ConfigError, ModelError
+from rlhf_gym.errors import ConfigError
 from rlhf_gym.io import check_output, expect, write_text_atomic
 from rlhf_gym.runner import checkpoint as ckpt
 from rlhf_gym.runner import quiet_hf_progress
@@ -58,24 +57,19 @@ from rlhf_gym.runner.build import (
     make_gold,
     seed_everything,
 )
-from rlhf_gym.runner.config import (
-    ResolvedConfig,
-    canonical_json,
-    config_differences,
-    config_digest,
-    dump_config,
-    load_resolved_config,
-    parse_overrides,
-    read_yaml_mapping,
-)
+from rlhf_gym.runner.config import ResolvedConfig
 from rlhf_gym.runner.registry import algo_spec
+from rlhf_gym.runner.rundir import (
+    DIGEST_FILE,
+    RESULT_FILE,
+    check_resume,
+    config_digest,
+    read_result,
+    write_config,
+)
 from rlhf_gym.runner.tracking import METRICS_FILE, SAMPLES_FILE, Tracker, jsonable, read_jsonl
 
-CONFIG_FILE, CONFIG_JSON, DIGEST_FILE, RESULT_FILE = "config.yaml", "config.json", "config.sha256", "result.json"
-RESULT_SPEC = {"eval": "dict", "initial_eval": "dict", "steps": "int", "updates": "int", "wall_time": "number"}
 RESULT_KEYS = ("gold_reward", "rm_reward", "kl", "perplexity", "distinct_1", "distinct_2", "mean_length")
-#: Run settings that may change on --resume: they do not change what the agent learns.
-RESUMABLE_RUN_KEYS = ("total_timesteps", "checkpoint_every", "keep_checkpoints")
 
 
 def progress_bar(console: Console, enabled: bool = True) -> Progress:
@@ -128,119 +122,6 @@ class TrainResult:
     initial_eval: dict[str, float] = field(default_factory=dict)
 
 
-def prepare_run(out: Path, env_file: str | None, agent_file: str | None, overrides: list[str] | None,
-                resume: bool) -> ResolvedConfig:
-    """The run's config: from the presets for a new run, from ``DIR/config.yaml`` when resuming.
-
-    Resuming checks ``config.yaml`` against the digest the run keeps (``config.sha256``, of ``config.json``)
-    and refuses, naming the fields, if it was edited or truncated; only :data:`RESUMABLE_RUN_KEYS` may change
-    (with ``--set``).
-    """
-    out = Path(out)
-    if not resume:
-        if env_file is None or agent_file is None:
-            raise ConfigError("a new run needs --env FILE and --agent FILE (or --resume to continue one)")
-        check_output(out)
-        if out.exists() and any(out.iterdir()):
-            raise ConfigError(f"{out} already holds files; pass --resume to continue that run or choose a new --out")
-        from rlhf_gym.runner.config import load_run_config
-
-        return load_run_config(env_file, agent_file, overrides)
-    if not (out / CONFIG_FILE).is_file():
-        raise ConfigError(f"cannot resume: {out / CONFIG_FILE} does not exist (was {out} made by rlhf-gym train?)")
-    bad = [o for o in overrides or [] if not any(o.startswith(f"run.{k}=") for k in RESUMABLE_RUN_KEYS)]
-    if bad:
-        raise ConfigError(f"--set {bad[0]} cannot change a run being resumed (that would not continue it exactly); "
-                          f"only run.{', run.'.join(RESUMABLE_RUN_KEYS)} may change")
-    cfg = read_run_config(out, overrides, resume=True)
-    if env_file is not None and agent_file is not None:
-        from rlhf_gym.runner.config import load_run_config
-
-        given = load_run_config(env_file, agent_file, overrides).to_dict()
-        saved = cfg.to_dict()
-        for section in ("env", "agent"):
-            for key, value in given[section].items():
-                if saved[section].get(key) != value:
-                    raise ConfigError(f"--resume: {section}.{key} is {value!r} in the given presets but "
-                                      f"{saved[section].get(key)!r} in {out / CONFIG_FILE}; drop --env/--agent to "
-                                      "resume with the saved config")
-    return cfg
-
-
-def read_run_config(run_dir: str | Path, overrides: list[str] | None = None, *, resume: bool = False) -> ResolvedConfig:
-    """The resolved config of a run directory, checked against the run's own record of it.
-
-    ``config.yaml`` must list every field (a truncated file would silently fall back to defaults) and, when
-    the run keeps ``config.sha256``, resolve to the config it digests (``config.json``): otherwise a
-    ConfigError names the fields that differ. ``resume=True`` also requires the digest. ``overrides``
-    (``--set``) are applied afterwards; the fields they set are not compared.
-    """
-    run_dir = Path(run_dir)
-    path = run_dir / CONFIG_FILE
-    if not path.is_file():
-        raise ConfigError(f"{run_dir} is not a run directory (no {CONFIG_FILE}); make one with rlhf-gym train")
-    saved = load_resolved_config(path)
-    raw, data = read_yaml_mapping(path), saved.to_dict()
-    for section, values in data.items():
-        missing = [k for k in values if k not in (raw.get(section) or {})]
-        if missing:
-            raise ConfigError(f"{path}: {section}.{missing[0]} is missing{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}"
-                              "; a run's config.yaml lists every field (was it truncated or edited?)")
-    digest_path = run_dir / DIGEST_FILE
-    if not digest_path.is_file():
-        if resume:
-            raise ConfigError(f"cannot resume: {digest_path} is missing, so {path} cannot be checked against the "
-                              "settings the run started with (a run of an older rlhf-gym, or a deleted file)")
-    else:
-        with_set = {f"{section}.{name}" for section, name, _ in parse_overrides(overrides)}
-        _check_digest(run_dir, data, with_set)
-    return load_resolved_config(path, overrides) if overrides else saved
-
-
-def _check_digest(run_dir: Path, data: dict[str, Any], with_set: set[str]) -> None:
-    path, digest_path, json_path = run_dir / CONFIG_FILE, run_dir / DIGEST_FILE, run_dir / CONFIG_JSON
-    try:
-        want = digest_path.read_text(encoding="utf-8").split()
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"config digest {digest_path} cannot be read ({type(e).__name__})") from e
-    if len(want) != 1 or len(want[0]) != 64 or any(c not in "0123456789abcdef" for c in want[0]):
-        raise ConfigError(f"config digest {digest_path} must hold one sha256 (64 hex digits)")
-    if config_digest(data) == want[0]:
-        return
-    recorded = read_json(json_path, "run config", ConfigError)
-    if config_digest(recorded) != want[0]:
-        raise ConfigError(f"{json_path} does not match its digest {digest_path}: the run's record of its config was "
-                          f"edited, so {path} cannot be checked; cannot resume exactly")
-    diff = [f for f in config_differences(data, recorded) if f not in with_set]
-    if not diff:
-        return
-    section, _, key = diff[0].partition(".")
-    now, then = (data.get(section) or {}).get(key, "<missing>"), (recorded.get(section) or {}).get(key, "<missing>")
-    more = f" (and {len(diff) - 1} more: {', '.join(diff[1:4])})" if len(diff) > 1 else ""
-    raise ConfigError(f"{path} differs from the config the run started with ({json_path}, digest {digest_path}): "
-                      f"{diff[0]} is {now!r} there but was {then!r}{more}; restore it (only "
-                      f"run.{', run.'.join(RESUMABLE_RUN_KEYS)} may change, with --set)")
-
-
-def _write_config(out: Path, cfg: ResolvedConfig) -> None:
-    """``config.yaml``, ``config.json`` and ``config.sha256``, each written atomically."""
-    write_text_atomic(out / CONFIG_FILE, dump_config(cfg))
-    write_text_atomic(out / CONFIG_JSON, canonical_json(cfg) + "\n")
-    write_text_atomic(out / DIGEST_FILE, config_digest(cfg) + "\n")
-
-
-def _check_resume(out: Path, cfg: ResolvedConfig) -> None:
-    """Refuses to resume ``out`` with a ``cfg`` that differs from its own in more than the resumable keys."""
-    if not (out / CONFIG_FILE).is_file():
-        return  # nothing to resume yet: a fresh run
-    recorded = read_run_config(out, resume=True).to_dict()
-    diff = [f for f in config_differences(recorded, cfg.to_dict())
-            if f not in {f"run.{k}" for k in RESUMABLE_RUN_KEYS}]
-    if diff:
-        raise ConfigError(f"cannot resume {out} with a different config: {', '.join(diff[:5])} differ from "
-                          f"{out / CONFIG_FILE}; only run.{', run.'.join(RESUMABLE_RUN_KEYS)} may change")
-
-
 def _open_run(out: Path, cfg: ResolvedConfig, wandb_mode: str | None, resume_step: int | None,
               console: Console) -> Tracker:
     """Creates the run directory (removed again if this fails), writes the config, starts tracking.
@@ -252,7 +133,7 @@ def _open_run(out: Path, cfg: ResolvedConfig, wandb_mode: str | None, resume_ste
         out.mkdir(parents=True, exist_ok=True)
         digest = out / DIGEST_FILE
         if resume_step is None or not digest.is_file() or digest.read_text().strip() != config_digest(cfg):
-            _write_config(out, cfg)
+            write_config(out, cfg)
         tracker = Tracker(out, cfg.to_dict(), wandb_mode=wandb_mode, resume_step=resume_step)
     except BaseException:
         if created:
@@ -261,18 +142,6 @@ def _open_run(out: Path, cfg: ResolvedConfig, wandb_mode: str | None, resume_ste
     if tracker.note:
         console.print(f"[yellow]W&B:[/] {tracker.note}")
     return tracker
-
-
-def read_result(run_dir: str | Path) -> dict[str, Any]:
-    """``DIR/result.json`` of a finished run, checked for shape (a ModelError naming the file otherwise)."""
-    path = Path(run_dir) / RESULT_FILE
-    where = f"run result {path}"
-    saved = expect(read_json(path, "run result", ModelError), RESULT_SPEC, where)
-    for part in ("eval", "initial_eval"):
-        for k, v in saved[part].items():
-            if v is not None and (not isinstance(v, int | float) or isinstance(v, bool)):
-                raise ModelError(f"{where}: {part}.{k} must be a number or null, not {type(v).__name__}")
-    return saved
 
 
 def _finish(out: Path, tracker: Tracker, initial: dict, final: dict, steps: int, updates: int,
@@ -304,7 +173,7 @@ def train(cfg: ResolvedConfig, out: str | Path, *, resume: bool = False, wandb_m
     if main:
         check_output(out)
     if resume and main:
-        _check_resume(out, cfg)
+        check_resume(out, cfg)
     seed_everything(cfg.run)
     env = make_env(cfg)
     eval_prompts = env_prompts(cfg.env, "eval")
@@ -408,7 +277,7 @@ def _train_sb3(cfg: ResolvedConfig, out: Path, resume: bool, wandb_mode: str | N
                            saved["initial_eval"])
     check_output(out)
     if resume:
-        _check_resume(out, cfg)
+        check_resume(out, cfg)
     created = not out.exists()
     built = build_sb3(cfg)
     if resume:
@@ -433,8 +302,3 @@ def result_line(result: dict[str, float], **extra: float) -> str:
     items = {**{k: result[k] for k in ("gold_reward", "rm_reward", "kl", "perplexity", "distinct_2") if k in result},
              **extra}
     return "RESULT " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in items.items())
-
-
-def load_run(run_dir: str | Path) -> ResolvedConfig:
-    """The resolved config of a run directory (checked as :func:`read_run_config` does)."""
-    return read_run_config(run_dir)
