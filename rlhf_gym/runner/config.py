@@ -327,7 +327,7 @@ def load_run_config(env_file: str | Path, agent_file: str | Path, overrides: lis
     sections = {"env": env, "agent": agent, "run": run}
     for section, name, value in parse_overrides(overrides):
         _apply(sections[section], name, value)
-        where[section] = f"{where[section]} (with --set)"
+        where[section] = where[section] if where[section].endswith(" (with --set)") else f"{where[section]} (with --set)"
     return resolve(env, agent, run, where)
 
 
