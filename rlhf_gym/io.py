@@ -156,6 +156,20 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
 
 
 # ----- reading -----------------------------------------------------------------------------------------------
+def read_text(path: str | Path, what: str = "file", error: type[RLHFGymError] = ModelError) -> str:
+    """The UTF-8 text of ``path`` with leading byte-order marks dropped; a missing, unreadable or non-UTF-8
+    file is an ``error`` naming it as ``what`` ("config file", "prompt file", ...)."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{what} {path} does not exist" if not path.exists() else f"{what} {path} is not a file")
+    try:
+        return path.read_text(encoding="utf-8").lstrip("\ufeff")  # files concatenated can hold several
+    except UnicodeDecodeError as e:
+        raise error(f"{what} {path} is not UTF-8 text (byte {e.start})") from e
+    except OSError as e:
+        raise error(f"{what} {path} cannot be read ({e.strerror})") from e
+
+
 @contextlib.contextmanager
 def reading(path: str | Path, what: str = "file", error: type[RLHFGymError] = ModelError) -> Iterator[None]:
     """Any failure inside the block (but a package error, passed on as is) becomes ``error`` naming ``path``."""

@@ -20,6 +20,7 @@ import numpy as np
 from rlhf_gym.core.checks import check_int, is_blank
 from rlhf_gym.core.jsonio import parse_json
 from rlhf_gym.errors import DataError
+from rlhf_gym.io import read_text
 
 EMBEDDED_SEEDS = {"train": 100, "eval": 101}
 
@@ -28,14 +29,7 @@ def read_lines(path: Path, what: str, *, jsonl: bool = False) -> list[str]:
     """The lines of a UTF-8 text file (a leading byte-order mark is dropped); ``what`` names the file in
     errors ("prompt file", ...). ``jsonl`` splits on newlines only: JSON strings may hold U+2028."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{what} {path} does not exist" if not path.exists() else f"{what} {path} is not a file")
-    try:
-        text = path.read_text(encoding="utf-8").lstrip("\ufeff")  # BOMs (files concatenated can hold several)
-    except UnicodeDecodeError as e:
-        raise DataError(f"{what} {path} is not UTF-8 text (byte {e.start})") from e
-    except OSError as e:
-        raise DataError(f"{what} {path} cannot be read ({e.strerror})") from e
+    text = read_text(path, what, DataError)
     if "\x00" in text:
         raise DataError(f"{what} {path} holds binary data (a NUL byte), not text")
     if jsonl:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rlhf_gym.errors import DataError, RLHFGymError
+from rlhf_gym.io import read_text
 
 __all__ = ["parse_json", "read_json"]
 
@@ -57,14 +58,7 @@ def read_json(path: str | Path, what: str = "JSON file", error: type[RLHFGymErro
     ``what`` names the file in errors ("checkpoint state", "reward-model stats", ...).
     """
     path = Path(path)
-    if not path.is_file():
-        raise error(f"{what} {path} does not exist" if not path.exists() else f"{what} {path} is not a file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise error(f"{what} {path} is not UTF-8 text (byte {e.start})") from e
-    except OSError as e:
-        raise error(f"{what} {path} cannot be read ({e.strerror})") from e
+    text = read_text(path, what, error)
     if not text.strip():
         raise error(f"{what} {path} is empty")
     value = parse_json(text, f"{what} {path}", error)

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from rlhf_gym.errors import ConfigError
+from rlhf_gym.io import read_text
 
 __all__ = ["parse_yaml", "read_yaml_mapping"]
 
@@ -76,17 +77,7 @@ def parse_yaml(text: str, where: str) -> Any:
 def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
     """Reads a YAML file that must hold a non-empty mapping."""
     p = Path(path)
-    if not p.exists():
-        raise ConfigError(f"config file {p} does not exist")
-    if not p.is_file():
-        raise ConfigError(f"config file {p} is not a file")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"config file {p} is not UTF-8 text (byte {e.start})") from e
-    except OSError as e:
-        raise ConfigError(f"config file {p} cannot be read ({e.strerror})") from e
-    data = parse_yaml(text, str(p))
+    data = parse_yaml(read_text(p, "config file", ConfigError), str(p))
     if data is None:
         raise ConfigError(f"config file {p} is empty")
     if not isinstance(data, dict):
