@@ -160,3 +160,18 @@ def test_autoreset_mode_spellings_and_make_vec(tiny_lm_dir, prompts):
     # Gymnasium 1.4 refuses vector_kwargs for a native vector env; the keyword is the way in.
     with pytest.raises(gym.error.Error, match="vector_kwargs"):
         gym.make_vec(ENV_ID, num_envs=2, vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP}, **kw)
+
+
+def test_docs_env_md_example_runs():
+    """docs/env.md's code runs as written (the embedded model, through RecordEpisodeStatistics)."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "docs" / "env.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert blocks
+    for block in blocks:
+        namespace: dict = {}
+        exec(compile(block, "docs/env.md", "exec"), namespace)
+    envs = namespace["envs"]
+    assert namespace["rewards"].dtype == np.float64 and envs.unwrapped._pending_logprobs is None
