@@ -100,7 +100,7 @@ def main() -> None:
         while made < n_tokens:
             actions, state = agent.predict(obs, state=state, episode_start=starts)
             obs, _, terminated, _, info = env.step(actions, logprobs=state.last_logprobs)
-            made += int(info["_ref_logprob"].sum())  # rows that generated a token this step
+            made += int(info.get("_ref_logprob", np.zeros(1, dtype=bool)).sum())  # rows that stepped (none: all reset)
             starts = state.starts_after(terminated)
         step_tokens["n"] = made
 

@@ -125,7 +125,7 @@ def test_agent_logprobs_give_full_kl_penalty(tiny_lm_dir, prompts):
     ref = torch.tensor(info["ref_logprob"])
     log_ratio = logprobs - ref
     expected = -0.5 * (torch.expm1(-log_ratio) + log_ratio)
-    torch.testing.assert_close(torch.tensor(r), expected.float())
+    torch.testing.assert_close(torch.tensor(r), expected.float().double())  # float64, like SyncVectorEnv
 
 
 def test_bulk_path_with_own_sampler(tiny_lm_dir, prompts):
@@ -279,3 +279,206 @@ def test_numpy_prompts_and_integer_arrays_are_accepted(tiny_lm_dir, prompts):
     venv.step(np.array([3, 4], dtype=np.int32), logprobs=np.array([-1.0, -2.0], dtype=np.float64))
     with pytest.raises(ConfigError, match="shape \\(2, 1\\)"):
         venv.step(np.array([[3], [4]]))
+
+
+# ----- the agent's share of the KL through wrappers -------------------------------------------------------
+def expected_kl_reward(beta, logprob, ref_logprob, estimator):
+    """−β·KL_t as the env computes it (float32 tensors), for a check of exact equality."""
+    from rlhf_gym.core.kl import kl_estimate
+
+    lp, ref = torch.tensor([logprob], dtype=torch.float32), torch.tensor([ref_logprob], dtype=torch.float32)
+    return float(beta * -kl_estimate(lp, ref, estimator)[0])
+
+
+@pytest.mark.parametrize("estimator", ["k1", "k2", "k3"])
+def test_vec_policy_logprobs_through_wrappers_equal_step_kwarg(tiny_lm_dir, prompts, estimator):
+    from gymnasium.wrappers.vector import RecordEpisodeStatistics, TransformReward
+
+    kw = dict(n=3, beta=0.4, kl_estimator=estimator, max_new_tokens=4)
+    plain = make_vec(tiny_lm_dir, prompts, **kw)
+    wrapped = RecordEpisodeStatistics(TransformReward(make_vec(tiny_lm_dir, prompts, **kw), lambda r: r))
+    plain.reset(seed=1)
+    wrapped.reset(seed=1)
+    rng, eos = np.random.default_rng(0), plain.engine.eos
+    for t in range(9):
+        actions = rng.integers(1, plain.engine.vocab_size, size=3)
+        actions[t % 3] = eos if t in (1, 5) else actions[t % 3]
+        lp = -rng.random(3) * 3
+        _, r_kwarg, term, _, info = plain.step(actions, logprobs=lp)
+        wrapped.unwrapped.set_policy_logprobs(lp)
+        _, r_set, term_set, _, _ = wrapped.step(actions)
+        np.testing.assert_array_equal(r_set, r_kwarg)  # exactly the same reward
+        assert (term == term_set).all() and wrapped.unwrapped._pending_logprobs is None
+        share_only = plain.engine.beta * info["ref_logprob"]
+        stepped = info["_ref_logprob"] & ~term
+        assert (np.abs(r_set - share_only)[stepped] > 1e-4).all()  # the agent's log-probs were used
+    # a pending value is consumed: the next step without one pays the reference share again
+    wrapped.unwrapped.set_policy_logprobs(np.array([-1.0, -2.0, -3.0]))
+    wrapped.step(np.array([5, 6, 7]))
+    _, r, term, _, info = wrapped.step(np.array([5, 6, 7]))
+    rows = info["_ref_logprob"] & ~term
+    np.testing.assert_allclose(r[rows], (0.4 * info["ref_logprob"].astype(np.float64))[rows], rtol=1e-6)
+
+
+@pytest.mark.parametrize("estimator", ["k1", "k2", "k3"])
+def test_single_env_policy_logprob_full_kl_through_wrappers(tiny_lm_dir, prompts, estimator):
+    from gymnasium.wrappers import RecordEpisodeStatistics, TimeLimit
+
+    env = RecordEpisodeStatistics(TimeLimit(gym.make(
+        "rlhf_gym/Sentiment-v0", model=tiny_lm_dir, prompts=prompts, reward=length_reward, max_new_tokens=3,
+        beta=0.3, kl_estimator=estimator), max_episode_steps=50))
+    env.reset(seed=0)
+    total = 0.0
+    for t, lp in enumerate([-0.5, None, -4.0]):
+        if lp is not None:
+            env.unwrapped.set_policy_logprobs(lp)
+            assert env.unwrapped.policy_logprob == lp
+        _, reward, terminated, _, info = env.step(9 + t)
+        assert env.unwrapped.policy_logprob is None  # consumed by this step
+        assert type(info["ref_logprob"]) is np.float32 and type(reward) is float
+        kl = (expected_kl_reward(0.3, lp, info["ref_logprob"], estimator) if lp is not None
+              else float(np.float32(0.3) * info["ref_logprob"]))
+        expected = kl + (float(info["rm_score"]) if terminated else 0.0)
+        assert reward == pytest.approx(expected, rel=1e-6, abs=1e-7) and (lp is None or reward == expected)
+        total += reward
+    assert terminated and type(info["rm_score"]) is np.float32 and isinstance(info["completion"], str)
+    assert info["episode"]["r"] == pytest.approx(total)
+    # the attribute Sync/AsyncVectorEnv set through set_attr, through gym.make's wrappers
+    env.set_wrapper_attr("policy_logprob", -1.5)
+    assert env.unwrapped.policy_logprob == -1.5
+    env.reset()
+    assert env.unwrapped.policy_logprob is None  # reset discards a pending value
+
+
+def test_policy_logprobs_validation(tiny_lm_dir, prompts):
+    env = TextGenEnv(model=tiny_lm_dir, prompts=prompts)
+    for bad in ("a", float("nan"), float("inf"), [1.0], True):
+        with pytest.raises(ConfigError, match="policy_logprob=.* is invalid: must be a finite number"):
+            env.set_policy_logprobs(bad)
+    env.set_policy_logprobs(np.float64(-2.0))
+    env.set_policy_logprobs(torch.tensor(-2.0))
+    assert env.policy_logprob == -2.0
+    venv = make_vec(tiny_lm_dir, prompts, n=2)
+    venv.reset(seed=0)
+    with pytest.raises(ConfigError, match=r"shape \(2,\)"):
+        venv.set_policy_logprobs(np.zeros(3))
+    with pytest.raises(ConfigError, match="must be finite"):
+        venv.set_policy_logprobs([float("nan"), -1.0])
+    venv.set_policy_logprobs([-1.0, -2.0])
+    with pytest.raises(ConfigError, match="pending"):
+        venv.step(np.array([3, 4]), logprobs=[-1.0, -2.0])
+
+
+# ----- min_new_tokens and action masks ------------------------------------------------------------------
+def test_single_env_min_new_tokens_and_masks(tiny_lm_dir, prompts):
+    env = TextGenEnv(model=tiny_lm_dir, prompts=prompts, reward=length_reward, max_new_tokens=5, min_new_tokens=2)
+    eos = env.engine.eos
+    with pytest.raises(gym.error.ResetNeeded):
+        env.action_masks()
+    env.reset(seed=0)
+    for _ in range(2):
+        mask = env.action_masks()
+        assert mask.dtype == bool and mask.shape == (env.engine.vocab_size,) and not mask[eos] and mask.sum() == mask.size - 1
+        with pytest.raises(ConfigError, match=r"action \d+ \(EOS\) is invalid .*min_new_tokens=2"):
+            env.step(eos)
+        env.step(5)
+    assert env.action_masks().all()
+    _, _, terminated, _, info = env.step(eos)
+    assert terminated and len(env.engine.completion_ids(0)) == 2
+    with pytest.raises(gym.error.ResetNeeded):
+        env.action_masks()
+    with pytest.raises(ConfigError, match="min_new_tokens=6 is invalid: must be <= max_new_tokens=5"):
+        TextGenEnv(model=tiny_lm_dir, prompts=prompts, max_new_tokens=5, min_new_tokens=6)
+    with pytest.raises(ConfigError, match="min_new_tokens=-1 is invalid"):
+        TextGenVecEnv(num_envs=2, model=tiny_lm_dir, prompts=prompts, min_new_tokens=-1)
+
+
+def test_vec_action_masks_min_new_tokens_and_top_p(tiny_lm_dir, prompts):
+    env = make_vec(tiny_lm_dir, prompts, n=3, max_new_tokens=4, min_new_tokens=1, action_mask_top_p=0.5,
+                   action_mask_min_tokens=3)
+    e = env.engine
+    with pytest.raises(gym.error.ResetNeeded):
+        env.action_masks()
+    env.reset(seed=0)
+    masks = env.action_masks()
+    assert masks.shape == (3, e.vocab_size) and masks.dtype == bool
+    assert not masks[:, e.eos].any() and (masks.sum(1) >= 3).all() and (masks.sum(1) < e.vocab_size).all()
+    for r in range(3):  # the nucleus of the reference's next-token distribution, EOS left out
+        logp = e.next_logp[r].clone()
+        logp[e.eos] = float("-inf")
+        top = logp.argsort(descending=True)[:3]
+        assert masks[r, top.numpy()].all()
+    with pytest.raises(ConfigError, match=r"\(EOS\) is invalid as token 1 of row 1"):
+        env.step(np.array([5, e.eos, 5]))
+    env.step(np.array([5, 6, 7]))
+    masks = env.action_masks()
+    allowed_eos = masks[:, e.eos]
+    _, _, terminated, _, _ = env.step(np.array([e.eos, 5, 5]))  # EOS is fine from the second token on
+    assert terminated.tolist() == [True, False, False]
+    masks = env.action_masks()
+    assert masks[0].all()  # row 0 restarts on the next step: its action is ignored
+    assert masks.shape == (3, e.vocab_size) and allowed_eos.dtype == bool
+
+
+def eos_prone_lm(tiny_lm_dir):
+    """The tiny LM made to love EOS: its final hidden state always points at EOS's embedding."""
+    lm = AutoModelForCausalLM.from_pretrained(tiny_lm_dir).eval()
+    eos = lm.config.eos_token_id
+    with torch.no_grad():
+        lm.transformer.ln_f.weight.zero_()
+        lm.transformer.ln_f.bias.copy_(lm.transformer.wte.weight[eos] * 5000)
+    return lm
+
+
+def test_sampler_min_new_tokens(tiny_lm_dir, prompts):
+    lm = eos_prone_lm(tiny_lm_dir)
+    env = make_vec(tiny_lm_dir, prompts, n=8, max_new_tokens=6)
+    ids, mask, _ = env.sample_prompts(8)
+    eos = env.engine.eos
+    free = sample(lm, ids, mask, max_new_tokens=6, eos_token_id=eos, pad_token_id=env.engine.pad,
+                  generator=torch.Generator().manual_seed(0))
+    assert (free.tokens[:, 0] == eos).all()  # left alone, every row ends at once
+    s = sample(lm, ids, mask, max_new_tokens=6, eos_token_id=eos, pad_token_id=env.engine.pad, min_new_tokens=3,
+               generator=torch.Generator().manual_seed(0))
+    assert not (s.tokens[:, :3] == eos).any() and (s.tokens[:, 3] == eos).all()
+    assert s.mask[:, :4].all() and not s.mask[:, 4:].any()
+    with pytest.raises(ConfigError, match="min_new_tokens=-2 is invalid"):
+        sample(lm, ids, mask, max_new_tokens=2, eos_token_id=eos, pad_token_id=env.engine.pad, min_new_tokens=-2)
+
+
+def test_score_episodes_rejects_early_eos(tiny_lm_dir, prompts):
+    env = make_vec(tiny_lm_dir, prompts, n=2, max_new_tokens=4, min_new_tokens=2)
+    ids, mask, idx = env.sample_prompts(2)
+    eos = env.engine.eos
+    tokens = torch.tensor([[5, 6, eos, 0], [5, eos, 0, 0]])
+    tmask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]], dtype=torch.bool)
+    with pytest.raises(ConfigError, match="episode 1 ends with EOS as token 2, but min_new_tokens=2"):
+        env.score_episodes(ids, mask, tokens, tmask, idx)
+    tokens[1, 1], tokens[1, 2], tmask[1, 2] = 7, eos, True
+    out = env.score_episodes(ids, mask, tokens, tmask, idx)
+    assert out.rewards.shape == (2, 4)
+
+
+def test_agents_respect_min_new_tokens(tiny_lm_dir, prompts):
+    """An EOS-loving policy: the agent's sampler, its KV-cached stepper and a training rollout all hold EOS
+    back until min_new_tokens (the env would refuse it otherwise)."""
+    from rlhf_gym.agents import PPO
+
+    env = make_vec(tiny_lm_dir, prompts, n=4, max_new_tokens=5, min_new_tokens=2)
+    agent = PPO(env, policy=eos_prone_lm(tiny_lm_dir), seed=0, batch_size=4)
+    ids, mask, _ = env.sample_prompts(4)
+    s = agent.generate(ids, mask)
+    assert (s.tokens[:, 2] == env.engine.eos).all() and not (s.tokens[:, :2] == env.engine.eos).any()
+    agent.learn(8)  # score_episodes refuses early EOS, so this would raise if the rollout sampled one
+    obs, _ = env.reset(seed=0)
+    state, starts = agent.stepper(), np.ones(4, dtype=bool)
+    ended = 0
+    for _ in range(8):
+        actions, state = agent.predict(obs, state=state, episode_start=starts)
+        obs, _, terminated, _, _ = env.step(actions, logprobs=state.last_logprobs)
+        starts = state.starts_after(terminated)
+        ended += int(terminated.sum())
+    assert ended >= 4
+    masks = env.action_masks()
+    actions, _ = agent.predict(obs, action_masks=masks)
+    assert masks[np.arange(4), actions].all()

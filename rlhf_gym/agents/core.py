@@ -265,22 +265,28 @@ class OnPolicyAgent(Checkpointing):
     @torch.no_grad()
     def generate(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, max_new_tokens: int | None = None,
                  generator: torch.Generator | None = None) -> Samples:
-        """Samples continuations of left-padded prompts as the agent acts (temperature, NLPO's mask)."""
+        """Samples continuations of left-padded prompts as the agent acts (temperature, NLPO's mask, and no EOS
+        before the env's ``min_new_tokens``)."""
         engine = self._require_env().unwrapped.engine
+        max_new_tokens = max_new_tokens or engine.max_new_tokens
         return sample(self.policy.lm, prompt_ids.to(self.device), prompt_mask.to(self.device),
-                      max_new_tokens=max_new_tokens or engine.max_new_tokens, eos_token_id=engine.eos,
+                      max_new_tokens=max_new_tokens, eos_token_id=engine.eos,
                       pad_token_id=engine.pad, temperature=self.config.temperature,
-                      generator=generator or self._sample_gen, logits_mask_fn=self.sampling_mask_fn())
+                      generator=generator or self._sample_gen, logits_mask_fn=self.sampling_mask_fn(),
+                      min_new_tokens=min(getattr(engine, "min_new_tokens", 0), max_new_tokens))
 
     @torch.no_grad()
     def predict(self, observation: dict, state: Any = None, episode_start: Any = None,
-                deterministic: bool = False) -> tuple[np.ndarray, None]:
+                deterministic: bool = False, action_masks: Any = None) -> tuple[np.ndarray, None]:
         """Next tokens for env observations (one obs or a batch; left-padded ``input_ids``/``attention_mask``).
 
         Reads the policy's next-token distribution at the last position; samples from it (with the agent's
         temperature and mask) or takes the argmax when ``deterministic``. Returns ``(actions, None)``.
         With ``state`` from :meth:`stepper` it keeps a KV cache across calls instead of re-encoding the
-        observation (``episode_start`` marks new episodes) and returns ``(actions, state)``.
+        observation (``episode_start`` marks new episodes) and returns ``(actions, state)``; that state counts
+        each row's tokens and keeps EOS out until the env's ``min_new_tokens``. An observation alone does not
+        say how many of its tokens were generated, so without a state pass ``action_masks=env.action_masks()``
+        (bool ``(V,)`` or ``(N, V)``, as sb3-contrib's ``MaskablePPO.predict`` takes them) to respect it.
         """
         if isinstance(state, PolicyStepper):
             return state.act(observation, episode_start, deterministic)[0], state
@@ -299,6 +305,12 @@ class OnPolicyAgent(Checkpointing):
         allowed = self.next_token_mask(ids, mask)
         if allowed is not None:
             logits = logits.masked_fill(~allowed, float("-inf"))
+        if action_masks is not None:
+            given = torch.as_tensor(np.asarray(action_masks), device=logits.device)
+            if given.dtype != torch.bool or given.reshape(-1, logits.shape[-1]).shape != logits.shape:
+                raise ConfigError(f"action_masks of shape {tuple(given.shape)} is invalid: expected booleans of "
+                                  f"shape {tuple(logits.shape[1:]) if single else tuple(logits.shape)}")
+            logits = logits.masked_fill(~given.reshape(logits.shape), float("-inf"))
         if deterministic:
             actions = logits.argmax(-1)
         else:
@@ -311,7 +323,8 @@ class OnPolicyAgent(Checkpointing):
         engine = self._require_env().unwrapped.engine
         return PolicyStepper(self.policy.lm, num_envs or engine.n, engine.width, engine.pad,
                              temperature=self.config.temperature, mask_fn=self.next_token_mask,
-                             generator=self._sample_gen)
+                             generator=self._sample_gen, eos_token_id=engine.eos,
+                             min_new_tokens=getattr(engine, "min_new_tokens", 0))
 
     def __repr__(self) -> str:
         return f"{self.algorithm}({self.config})"

@@ -152,7 +152,8 @@ def evaluate(
             ids, mask = left_pad(prompt_ids[lo : lo + batch_size], engine.pad)
             out = sample(lm, ids.to(device), mask.to(device), max_new_tokens=max_new_tokens,
                          eos_token_id=engine.eos, pad_token_id=engine.pad, temperature=temperature,
-                         generator=generator)
+                         generator=generator,
+                         min_new_tokens=min(getattr(engine, "min_new_tokens", 0), max_new_tokens))
             tokens, token_mask = out.tokens.cpu(), out.mask.cpu()
             logp = token_logprobs(lm, ids, mask, tokens, token_mask, temperature)
             ref_logp = token_logprobs(engine.ref, ids, mask, tokens, token_mask)

@@ -41,13 +41,18 @@ class PolicyStepper:
         temperature: sampling temperature (log-probs are those of the tempered distribution).
         mask_fn: optional ``(input_ids, attention_mask) -> bool (N, V) | None``: allowed next tokens (NLPO).
         generator: torch RNG for sampling.
+        eos_token_id, min_new_tokens: EOS is not chosen before a row's ``min_new_tokens``-th token of the
+            episode (the env's rule; the stepper counts each row's tokens since its episode started).
     """
 
     def __init__(self, lm: PreTrainedModel, num_rows: int, width: int, pad_token_id: int, *,
                  temperature: float = 1.0, mask_fn: Callable | None = None,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, eos_token_id: int | None = None,
+                 min_new_tokens: int = 0):
         self.window = SlidingWindowLM(lm, num_rows, width, pad_token_id)
         self.temperature, self.mask_fn, self.generator = temperature, mask_fn, generator
+        self.eos, self.min_new_tokens = eos_token_id, min_new_tokens
+        self.n_generated = np.zeros(num_rows, dtype=np.int64)
         self.last_logprobs: torch.Tensor | None = None
         self._pending_reset = np.zeros(num_rows, dtype=bool)
         self._started = False
@@ -66,14 +71,19 @@ class PolicyStepper:
         rows = np.flatnonzero(starts)
         if len(rows):
             w.reset_rows(rows, [ids[r][mask[r].bool()].tolist() for r in rows])
+        self.n_generated[rows] = 0
         self._started = True
         logits = w.next_logits / self.temperature
         allowed = self.mask_fn(w.ids, w.mask) if self.mask_fn is not None else None
         if allowed is not None:
             logits = logits.masked_fill(~allowed, float("-inf"))
+        early = torch.as_tensor(self.n_generated < self.min_new_tokens, device=logits.device)
+        if self.eos is not None and bool(early.any()):
+            logits[early, self.eos] = float("-inf")
         logp = logits.log_softmax(-1)
         actions = logits.argmax(-1) if deterministic else sample_categorical(logp.exp(), self.generator)
         self.last_logprobs = logp.gather(1, actions[:, None]).squeeze(1)
+        self.n_generated += 1
         return actions.cpu().numpy(), self.last_logprobs
 
     def starts_after(self, terminated: np.ndarray) -> np.ndarray:

@@ -16,6 +16,8 @@ import torch
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from rlhf_gym.core.checks import check_int
+
 #: The KV cache's keyword and output field: ``cache`` since transformers 5.x renamed it, ``past_key_values``
 #: before (the old name still works there, with a deprecation warning on every forward).
 CACHE_FIELD = ("cache" if "cache" in {f.name for f in dataclasses.fields(CausalLMOutputWithPast)}
@@ -139,12 +141,16 @@ def sample(
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
     logits_mask_fn: Callable[[torch.Tensor, torch.Tensor, object], torch.Tensor] | None = None,
+    min_new_tokens: int = 0,
 ) -> Samples:
     """Samples up to ``max_new_tokens`` continuations of left-padded prompts with one KV cache.
 
     ``logits_mask_fn(input_ids, attention_mask, past)`` may return a boolean mask of allowed tokens per row
     (NLPO's top-p action mask); it is called with the full sequences so far. Finished rows emit padding.
+    EOS is never drawn as one of the first ``min_new_tokens`` tokens (it is masked before temperature,
+    top-k and top-p, so they act on the remaining tokens, as the env's ``action_masks()`` does).
     """
+    min_new_tokens = check_int(min_new_tokens, "min_new_tokens", low=0)
     input_ids, attention_mask = trim_left_padding(input_ids, attention_mask)
     n, device = input_ids.shape[0], input_ids.device
     tokens = torch.full((n, max_new_tokens), pad_token_id, dtype=torch.long, device=device)
@@ -157,9 +163,16 @@ def sample(
     seq_ids, seq_mask = input_ids, attention_mask
     sync_every = 1 if device.type == "cpu" else 16  # avoid a host sync per token on accelerators
     for t in range(max_new_tokens):
-        logits = process_logits(logits_all[:, -1], temperature, top_k, top_p)
+        logits = logits_all[:, -1].float()
+        if t < min_new_tokens:
+            logits = logits.index_fill(-1, torch.tensor([eos_token_id], device=device), float("-inf"))
+        logits = process_logits(logits, temperature, top_k, top_p)
         if logits_mask_fn is not None:
-            logits = logits.masked_fill(~logits_mask_fn(seq_ids, seq_mask, past), float("-inf"))
+            allowed = logits_mask_fn(seq_ids, seq_mask, past)
+            if t < min_new_tokens:  # a mask of EOS alone must not leave a row with nothing to draw
+                allowed = allowed.index_fill(-1, torch.tensor([eos_token_id], device=device), False)
+                allowed = allowed | ~allowed.any(-1, keepdim=True)
+            logits = logits.masked_fill(~allowed, float("-inf"))
         logp = logits.log_softmax(-1)
         token = sample_categorical(logp.exp(), generator)
         token = torch.where(finished, pad_token_id, token)

@@ -23,7 +23,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhf_gym.core.checks import check, check_int, check_number
-from rlhf_gym.core.generation import position_ids_from_mask
+from rlhf_gym.core.generation import position_ids_from_mask, top_p_mask
 from rlhf_gym.core.kl import check_estimator, kl_estimate
 from rlhf_gym.core.models import check_vocab
 from rlhf_gym.core.window import SlidingWindowLM
@@ -38,6 +38,14 @@ def model_context(model: PreTrainedModel) -> int | None:
         if isinstance(getattr(cfg, key, None), int):
             return getattr(cfg, key)
     return None
+
+
+def check_min_new_tokens(value: object, max_new_tokens: int) -> int:
+    """``min_new_tokens``: an integer in ``[0, max_new_tokens]`` (EOS is refused until that many tokens)."""
+    value = check_int(value, "min_new_tokens", low=0)
+    if value > max_new_tokens:
+        raise ConfigError(f"min_new_tokens={value} is invalid: must be <= max_new_tokens={max_new_tokens}")
+    return value
 
 
 @dataclass
@@ -68,9 +76,11 @@ class EpisodeEngine:
         kl_estimator: str,
         max_new_tokens: int,
         max_prompt_tokens: int | None,
+        min_new_tokens: int = 0,
     ):
         beta = check_number(beta, "beta", low=0)
         max_new_tokens = check_int(max_new_tokens, "max_new_tokens", low=1)
+        min_new_tokens = check_min_new_tokens(min_new_tokens, max_new_tokens)
         if max_prompt_tokens is not None:
             max_prompt_tokens = check_int(max_prompt_tokens, "max_prompt_tokens", low=1)
         num_rows = check_int(num_rows, "num_envs", low=1)
@@ -81,6 +91,7 @@ class EpisodeEngine:
         self.ref, self.tok, self.reward_fn = ref_model, tokenizer, reward_fn
         self.kl_estimator = check_estimator(kl_estimator)
         self.beta, self.max_new_tokens, self.n = float(beta), max_new_tokens, num_rows
+        self.min_new_tokens = min_new_tokens
         self.eos, self.pad = tokenizer.eos_token_id, tokenizer.pad_token_id
         self.vocab_size = ref_model.config.vocab_size
         self.device = next(ref_model.parameters()).device
@@ -148,13 +159,43 @@ class EpisodeEngine:
         self.prompt_index[rows] = prompt_indices
 
     # ----- stepping -----------------------------------------------------------------------------------
-    def check_actions(self, actions: torch.Tensor) -> None:
+    def check_actions(self, actions: torch.Tensor, active: torch.Tensor | None = None) -> None:
+        """Every action a token id; no EOS in an ``active`` row before ``min_new_tokens`` tokens."""
         if actions.shape != (self.n,):
             raise ConfigError(f"expected {self.n} actions, got shape {tuple(actions.shape)}")
         bad = (actions < 0) | (actions >= self.vocab_size)
         if bool(bad.any()):
             value = int(actions[bad][0])
             raise ConfigError(f"action {value} is outside the vocabulary [0, {self.vocab_size})")
+        if self.min_new_tokens:
+            early = (actions == self.eos) & ~self.eos_allowed()
+            if active is not None:
+                early &= active
+            if bool(early.any()):
+                row = int(early.nonzero()[0, 0])
+                raise ConfigError(
+                    f"action {self.eos} (EOS) is invalid as token {int(self.n_generated[row]) + 1} of row {row}: "
+                    f"min_new_tokens={self.min_new_tokens} forbids EOS before {self.min_new_tokens} tokens "
+                    f"(see action_masks())")
+
+    def eos_allowed(self) -> torch.Tensor:
+        """``(N,)`` bool: whether each row may end with EOS on its next token (``min_new_tokens`` reached)."""
+        return self.n_generated >= self.min_new_tokens
+
+    def action_masks(self, top_p: float | None = None, min_tokens: int = 1) -> torch.Tensor:
+        """``(N, V)`` bool: allowed next tokens — all, or the reference's top-p nucleus (at least ``min_tokens``)
+        — without EOS in rows that have not yet generated ``min_new_tokens`` tokens. The nucleus is taken
+        over the tokens that remain once EOS is excluded, so a row never has an empty mask."""
+        no_eos = ~self.eos_allowed()
+        if top_p is None:
+            allowed = torch.ones(self.n, self.vocab_size, dtype=torch.bool, device=self.device)
+            allowed[:, self.eos] &= ~no_eos
+            return allowed
+        logits = self.next_logp.clone()
+        logits[no_eos, self.eos] = float("-inf")
+        allowed = top_p_mask(logits, top_p, min_tokens)
+        allowed[no_eos, self.eos] = False
+        return allowed
 
     @torch.no_grad()
     def advance(self, actions: torch.Tensor, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -219,6 +260,14 @@ class EpisodeEngine:
         tokens, token_mask = tokens.to(self.device), token_mask.to(self.device).bool()
         if not bool(token_mask[:, 0].all()):
             raise ConfigError("every episode needs at least one generated token (token_mask[:, 0] is False)")
+        if self.min_new_tokens:
+            k = min(self.min_new_tokens, tokens.shape[1])
+            early = ((tokens[:, :k] == self.eos) & token_mask[:, :k]).any(1)
+            if bool(early.any()):
+                row = int(early.nonzero()[0, 0])
+                at = int((tokens[row, :k] == self.eos).nonzero()[0, 0])
+                raise ConfigError(f"episode {row} ends with EOS as token {at + 1}, but min_new_tokens="
+                                  f"{self.min_new_tokens} forbids EOS before {self.min_new_tokens} tokens")
         t = tokens.shape[1]
         ids = torch.cat([prompt_ids, tokens], dim=1)
         mask = torch.cat([prompt_mask.long(), token_mask.long()], dim=1)

@@ -5,12 +5,16 @@ Observation: ``{"input_ids", "attention_mask"}``, integer arrays of fixed length
 so a policy reads its next-token distribution at position ``-1``. Action: ``Discrete(vocab_size)``, the next
 token. An episode is one prompt and its continuation; it ends (``terminated``) on EOS or after
 ``max_new_tokens`` tokens. The length cap is ``terminated``, not ``truncated``: the reward model scores the
-text at the cap, so the episode really is over and nothing should be bootstrapped past it.
+text at the cap, so the episode really is over and nothing should be bootstrapped past it. With
+``min_new_tokens`` EOS is an invalid action until that many tokens exist (:meth:`TextGenEnv.action_masks`
+leaves it out).
 
 Reward on each step is ``β·log π_ref(a|s)``, the environment's share of the KL penalty ``−β·KL_t`` (see
-:mod:`rlhf_gym.core.kl` for the split and for how an agent adds its own share), plus the reward function's
-score of the finished continuation on the last step. ``info`` carries ``ref_logprob`` every step and
-``rm_score``, ``prompt`` and ``completion`` at the end.
+:mod:`rlhf_gym.core.kl` for the split), or the full ``−β·KL_t`` under ``kl_estimator`` on a step whose
+action's log-prob the agent gave first (:meth:`TextGenEnv.set_policy_logprobs`), plus the reward function's
+score of the finished continuation on the last step. The reward is a Python float; ``info`` carries
+``ref_logprob`` (an ``np.float32``) every step and ``rm_score`` (``np.float32``), ``prompt`` and
+``completion`` (str) at the end. ``docs/env.md`` is the full contract.
 
 >>> import gymnasium as gym, rlhf_gym
 >>> env = gym.make("rlhf_gym/Sentiment-v0", max_new_tokens=4)
@@ -18,13 +22,12 @@ score of the finished continuation on the last step. ``info`` carries ``ref_logp
 >>> obs["input_ids"].shape == env.observation_space["input_ids"].shape
 True
 >>> obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
->>> type(reward), "ref_logprob" in info
-(<class 'float'>, True)
+>>> type(reward), info["ref_logprob"].dtype
+(<class 'float'>, dtype('float32'))
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -34,12 +37,11 @@ import torch
 from gymnasium import spaces
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from rlhf_gym.core.checks import check, check_int, check_number, is_int, resolve_device
+from rlhf_gym.core.checks import check, check_int, check_number, is_int, is_number, resolve_device
 from rlhf_gym.core.data import load_prompts
-from rlhf_gym.core.generation import top_p_mask
 from rlhf_gym.core.kl import check_estimator
 from rlhf_gym.core.models import load_causal_lm, load_tokenizer, resolve_model_path
-from rlhf_gym.envs.engine import EpisodeEngine
+from rlhf_gym.envs.engine import EpisodeEngine, check_min_new_tokens
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.rewards import make_reward
 from rlhf_gym.rewards.base import RewardFunction
@@ -58,6 +60,7 @@ def build_engine(
     max_new_tokens: int,
     max_prompt_tokens: int | None,
     device: str | torch.device | None,
+    min_new_tokens: int = 0,
 ) -> EpisodeEngine:
     """Resolves the environment's keyword arguments into an :class:`EpisodeEngine` (shared by both envs).
 
@@ -66,6 +69,7 @@ def build_engine(
     device = resolve_device(device, "device")
     check_number(beta, "beta", low=0)
     check_int(max_new_tokens, "max_new_tokens", low=1)
+    check_min_new_tokens(min_new_tokens, max_new_tokens)
     if max_prompt_tokens is not None:
         check_int(max_prompt_tokens, "max_prompt_tokens", low=1)
     check(isinstance(kl_estimator, str), "kl_estimator", kl_estimator, "must be 'k1', 'k2' or 'k3'")
@@ -85,7 +89,7 @@ def build_engine(
         resolve_model_path(model) if not isinstance(model, PreTrainedModel) else model.config.name_or_path))
     return EpisodeEngine(
         ref, tok, prompt_list, make_reward(reward), num_rows=num_rows, beta=beta, kl_estimator=kl_estimator,
-        max_new_tokens=max_new_tokens, max_prompt_tokens=max_prompt_tokens,
+        max_new_tokens=max_new_tokens, max_prompt_tokens=max_prompt_tokens, min_new_tokens=min_new_tokens,
     )
 
 
@@ -135,6 +139,18 @@ def check_seed(seed: object) -> int | None:
     return None if seed is None else check_int(seed, "seed", low=0)
 
 
+def check_policy_logprob(value: object) -> float | None:
+    """The agent's log-prob of its next action: None (none given) or a finite real number."""
+    if value is None:
+        return None
+    if isinstance(value, torch.Tensor | np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if not is_number(value):
+        raise ConfigError(f"policy_logprob={value!r} is invalid: must be a finite number (the log-prob of "
+                          "the next action) or None")
+    return float(value)
+
+
 def check_render_mode(render_mode: object, modes: Sequence[str], owner: str) -> None:
     if render_mode is not None and (not isinstance(render_mode, str) or render_mode not in modes):
         valid = " or ".join([repr(m) for m in modes] + ["None"])
@@ -153,9 +169,10 @@ class TextGenEnv(gym.Env):
         reward: ``"gold"`` (VADER), a reward-model or classifier directory, a :class:`RewardFunction`, or a
             callable ``fn(prompts, completions) -> floats``.
         beta: KL coefficient β (>= 0).
-        kl_estimator: ``"k1"``, ``"k2"`` or ``"k3"``, used when an agent passes its own log-probs
-            (batched env); the single env always pays the reference share of k1.
+        kl_estimator: ``"k1"``, ``"k2"`` or ``"k3"``, used on steps whose action's log-prob the agent gave
+            (:meth:`set_policy_logprobs`); other steps pay the reference share of k1.
         max_new_tokens: length cap of a continuation.
+        min_new_tokens: EOS is an invalid action before this many tokens (default 0: always allowed).
         max_prompt_tokens: longest allowed prompt (default: the longest prompt given); longer prompts are
             an error, not silently cut.
         device: where the reference model and the state live (default: the model's device, or CPU).
@@ -182,6 +199,7 @@ class TextGenEnv(gym.Env):
         seed: int | None = None,
         action_mask_top_p: float | None = None,
         action_mask_min_tokens: int = 100,
+        min_new_tokens: int = 0,
     ):
         check_render_mode(render_mode, self.metadata["render_modes"], "TextGenEnv")
         check_seed(seed)
@@ -189,14 +207,12 @@ class TextGenEnv(gym.Env):
             check_number(action_mask_top_p, "action_mask_top_p", low=0, high=1, low_open=True)
         check_int(action_mask_min_tokens, "action_mask_min_tokens", low=1)
         self.engine = build_engine(1, model, tokenizer, prompts, reward, beta, kl_estimator, max_new_tokens,
-                                   max_prompt_tokens, device)
-        if kl_estimator != "k1":
-            warnings.warn(f"TextGenEnv pays the reference share of k1; kl_estimator={kl_estimator!r} applies only "
-                          "when an agent passes its log-probs to the batched env", stacklevel=2)
+                                   max_prompt_tokens, device, min_new_tokens)
         self.observation_space = observation_space(self.engine)
         self.action_space = spaces.Discrete(self.engine.vocab_size)
         self.render_mode, self._initial_seed, self._done = render_mode, seed, True
         self.action_mask_top_p, self.action_mask_min_tokens = action_mask_top_p, action_mask_min_tokens
+        self._policy_logprob: float | None = None
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         if seed is None and self._initial_seed is not None:
@@ -204,7 +220,7 @@ class TextGenEnv(gym.Env):
         super().reset(seed=check_seed(seed))
         index = pick_prompt(self.engine, self.np_random, options)
         self.engine.reset_rows(np.array([0]), np.array([index]))
-        self._done = False
+        self._done, self._policy_logprob = False, None
         return self._obs(), {"prompt": self.engine.prompts[index]}
 
     def step(self, action):
@@ -214,23 +230,48 @@ class TextGenEnv(gym.Env):
             raise ConfigError(f"action {action!r} is not a token id (an integer)")
         action_t = torch.tensor([int(action)], device=self.engine.device)
         self.engine.check_actions(action_t)
+        policy_logp, self._policy_logprob = self._policy_logprob, None  # the pending value is this step's only
+        if policy_logp is not None:
+            policy_logp = torch.tensor([policy_logp], dtype=torch.float32, device=action_t.device)
         ref_logp, terminated = self.engine.advance(action_t, torch.ones(1, dtype=torch.bool, device=action_t.device))
-        reward = float(self.engine.kl_rewards(ref_logp, None)[0])
-        info = {"ref_logprob": float(ref_logp[0])}
+        reward = float(self.engine.kl_rewards(ref_logp, policy_logp)[0])
+        info = {"ref_logprob": np.float32(ref_logp[0].item())}
         self._done = bool(terminated[0])
         if self._done:
             done = self.engine.score_rows(np.array([0]))
             reward += float(done.scores[0])
-            info.update(rm_score=float(done.scores[0]), prompt=done.prompts[0], completion=done.completions[0])
+            info.update(rm_score=np.float32(done.scores[0].item()), prompt=done.prompts[0],
+                        completion=done.completions[0])
         return self._obs(), reward, self._done, False, info
 
+    def set_policy_logprobs(self, logprob: float | None) -> None:
+        """Gives the agent's ``log π(a|s)`` of the action the next :meth:`step` takes, so that step pays the
+        full ``−β·KL_t`` under ``kl_estimator`` instead of the reference share ``β·log π_ref``.
+
+        Reach it through any wrapper stack as ``env.unwrapped.set_policy_logprobs(lp)``; a vector env of
+        these (``SyncVectorEnv``/``AsyncVectorEnv``) sets one per sub-env with
+        ``envs.set_attr("policy_logprob", [lp_0, lp_1, ...])``. The value is used by the next step only
+        (``reset()`` discards it); None clears it.
+        """
+        self.policy_logprob = logprob
+
+    @property
+    def policy_logprob(self) -> float | None:
+        """The pending agent log-prob for the next step (see :meth:`set_policy_logprobs`); None when none."""
+        return self._policy_logprob
+
+    @policy_logprob.setter
+    def policy_logprob(self, value: float | None) -> None:
+        self._policy_logprob = check_policy_logprob(value)
+
     def action_masks(self) -> np.ndarray:
-        """Allowed next tokens, for sb3-contrib's ``MaskablePPO``: all of them by default, or the reference
-        model's top-p nucleus (at least ``action_mask_min_tokens``) when ``action_mask_top_p`` is set."""
-        if self.action_mask_top_p is None:
-            return np.ones(self.engine.vocab_size, dtype=bool)
-        logits = self.engine.next_logp[0:1]
-        return top_p_mask(logits, self.action_mask_top_p, self.action_mask_min_tokens)[0].cpu().numpy()
+        """Allowed next tokens ``(V,)`` bool, for sb3-contrib's ``MaskablePPO``: all of them by default, or the
+        reference model's top-p nucleus (at least ``action_mask_min_tokens``) when ``action_mask_top_p`` is
+        set; never EOS before ``min_new_tokens`` tokens. Before :meth:`reset` (or after the episode ended)
+        there is no next token: ``ResetNeeded``."""
+        if self._done:
+            raise gym.error.ResetNeeded("no episode is running: call reset() before action_masks()")
+        return self.engine.action_masks(self.action_mask_top_p, self.action_mask_min_tokens)[0].cpu().numpy()
 
     def render(self) -> str | None:
         if self.render_mode != "ansi":

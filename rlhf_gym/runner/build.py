@@ -90,7 +90,7 @@ def make_env(cfg: ResolvedConfig, prompts: list[str] | None = None, reward: Any 
         num_envs=e.num_envs, model=e.model, tokenizer=e.tokenizer,
         prompts=prompts if prompts is not None else env_prompts(e),
         reward=reward if reward is not None else e.reward, beta=e.beta, kl_estimator=e.kl_estimator,
-        max_new_tokens=e.max_new_tokens, max_prompt_tokens=e.max_prompt_tokens,
+        max_new_tokens=e.max_new_tokens, max_prompt_tokens=e.max_prompt_tokens, min_new_tokens=e.min_new_tokens,
         device=resolve_device(cfg.run.device), seed=cfg.run.seed,
     )
 

@@ -72,6 +72,7 @@ class EnvConfig:
     beta: float = opt(0.05, "KL coefficient β of the penalty −β·KL(π‖π_ref) (agents may adapt it)", ge=0)
     kl_estimator: Literal["k1", "k2", "k3"] = opt("k1", "per-token KL estimator: k1 (log-ratio), k2 or k3")
     max_new_tokens: int = opt(24, "length cap of a continuation, in tokens", ge=1)
+    min_new_tokens: int = opt(0, "EOS is refused before this many tokens (at most max_new_tokens; 0 = always allowed)", ge=0)
     max_prompt_tokens: int | None = opt(None, "longest allowed prompt in tokens; null = the longest prompt", ge=1)
     num_envs: int = opt(16, "episodes held at once by the batched environment", ge=1)
 

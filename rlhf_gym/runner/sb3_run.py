@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rlhf_gym.errors import ConfigError
 from rlhf_gym.runner import checkpoint as ckpt
 from rlhf_gym.runner.build import env_prompts, make_gold, resolve_device, seed_everything
 from rlhf_gym.runner.config import ResolvedConfig
@@ -32,6 +33,9 @@ def make_sb3_env(cfg: ResolvedConfig) -> Any:
     from rlhf_gym.rewards import make_reward
 
     e, device = cfg.env, resolve_device(cfg.run.device)
+    if e.min_new_tokens and cfg.agent.algo != "sb3-maskable-ppo":  # stock PPO/A2C sample EOS freely
+        raise ConfigError(f"env.min_new_tokens={e.min_new_tokens} needs an agent that masks EOS: "
+                          f"this project's agents or sb3-maskable-ppo, not {cfg.agent.algo}")
     ref = load_causal_lm(e.model, device=device)
     tok = load_tokenizer(e.tokenizer if e.tokenizer is not None else resolve_model_path(e.model))
     prompts, reward = env_prompts(e), make_reward(e.reward)
@@ -40,7 +44,7 @@ def make_sb3_env(cfg: ResolvedConfig) -> Any:
     def one_env() -> TextGenEnv:
         return TextGenEnv(model=ref, tokenizer=tok, prompts=prompts, reward=reward, beta=e.beta,
                           max_new_tokens=e.max_new_tokens, max_prompt_tokens=e.max_prompt_tokens,
-                          action_mask_top_p=mask_top_p)
+                          action_mask_top_p=mask_top_p, min_new_tokens=e.min_new_tokens)
 
     return make_vec_env(one_env, n_envs=e.num_envs, seed=cfg.run.seed)
 
