@@ -40,14 +40,12 @@ def test_torchrl_gym_wrapper_over_the_single_env():
         assert carried != done[t].item()
 
 
-@pytest.mark.xfail(strict=True, raises=AttributeError,
-                   reason="needs gym-env branch: info values as numpy (TorchRL reads info[key].dtype)")
 def test_torchrl_info_dict_reader_on_the_single_env():
     from torchrl.envs import GymWrapper
     from torchrl.envs.gym_like import default_info_dict_reader
     from torchrl.envs.utils import check_env_specs
 
-    env = GymWrapper(gym.make(ENV_ID, max_new_tokens=4), categorical_action_encoding=True)
+    env = GymWrapper(gym.make(ENV_ID, max_new_tokens=4, text_info=False), categorical_action_encoding=True)
     env.set_info_dict_reader(default_info_dict_reader(["ref_logprob", "rm_score"]))
     check_env_specs(env, seed=0)
     td = env.rollout(4)  # one episode (EOS may end it before 4 tokens)
@@ -59,13 +57,13 @@ def test_torchrl_info_dict_reader_on_the_single_env():
     torch.testing.assert_close(step["reward"].squeeze(-1), expected)
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="needs gym-env branch: autoreset_mode=SAME_STEP on the native vector env")
 def test_torchrl_gym_wrapper_over_the_native_vector_env():
     from torchrl.envs import GymWrapper
     from torchrl.envs.utils import check_env_specs
 
-    venv = gym.make_vec(ENV_ID, num_envs=2, max_new_tokens=4, autoreset_mode=AutoresetMode.SAME_STEP)
+    # SAME_STEP: TorchRL's own autoreset convention; text_info=False: TorchRL stacks final_info into tensors.
+    venv = gym.make_vec(ENV_ID, num_envs=2, max_new_tokens=4, autoreset_mode=AutoresetMode.SAME_STEP,
+                        text_info=False)
     env = GymWrapper(venv, categorical_action_encoding=True)
     check_env_specs(env, seed=0)
     td = env.rollout(8, break_when_any_done=False)

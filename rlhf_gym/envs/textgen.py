@@ -157,6 +157,22 @@ def check_render_mode(render_mode: object, modes: Sequence[str], owner: str) -> 
         raise ConfigError(f"render_mode={render_mode!r} is invalid: {owner} supports {valid}")
 
 
+TEXT_KEYS = ("prompt", "completion")
+
+
+def check_text_info(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"text_info={value!r} is invalid: must be true or false (a bool)")
+    return value
+
+
+def without_text(info: dict) -> dict:
+    """``info`` without its strings (``prompt``, ``completion`` and their ``_`` masks), also inside
+    ``final_info``: for clients that turn every info value into a tensor (TorchRL)."""
+    return {k: without_text(v) if isinstance(v, dict) else v for k, v in info.items()
+            if k.lstrip("_") not in TEXT_KEYS}
+
+
 class TextGenEnv(gym.Env):
     """Token-by-token text generation with a KL-shaped reward (see the module docstring for the contract).
 
@@ -180,6 +196,9 @@ class TextGenEnv(gym.Env):
         seed: seeds the first :meth:`reset` when it is called without a seed.
         action_mask_top_p: if set, :meth:`action_masks` allows only the reference's top-p tokens (NLPO-style).
         action_mask_min_tokens: the fewest tokens that mask keeps.
+        min_new_tokens: EOS is not a valid action before this many tokens (it is left out of :meth:`action_masks`).
+        text_info: put the texts (``prompt``, ``completion``) in ``info``; False for clients that need every
+            info value to be numeric (TorchRL's info readers).
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
@@ -200,8 +219,10 @@ class TextGenEnv(gym.Env):
         action_mask_top_p: float | None = None,
         action_mask_min_tokens: int = 100,
         min_new_tokens: int = 0,
+        text_info: bool = True,
     ):
         check_render_mode(render_mode, self.metadata["render_modes"], "TextGenEnv")
+        self.text_info = check_text_info(text_info)
         check_seed(seed)
         if action_mask_top_p is not None:
             check_number(action_mask_top_p, "action_mask_top_p", low=0, high=1, low_open=True)
@@ -221,7 +242,7 @@ class TextGenEnv(gym.Env):
         index = pick_prompt(self.engine, self.np_random, options)
         self.engine.reset_rows(np.array([0]), np.array([index]))
         self._done, self._policy_logprob = False, None
-        return self._obs(), {"prompt": self.engine.prompts[index]}
+        return self._obs(), self._info({"prompt": self.engine.prompts[index]})
 
     def step(self, action):
         if self._done:
@@ -242,7 +263,10 @@ class TextGenEnv(gym.Env):
             reward += float(done.scores[0])
             info.update(rm_score=np.float32(done.scores[0].item()), prompt=done.prompts[0],
                         completion=done.completions[0])
-        return self._obs(), reward, self._done, False, info
+        return self._obs(), reward, self._done, False, self._info(info)
+
+    def _info(self, info: dict) -> dict:
+        return info if self.text_info else without_text(info)
 
     def set_policy_logprobs(self, logprob: float | None) -> None:
         """Gives the agent's ``log π(a|s)`` of the action the next :meth:`step` takes, so that step pays the

@@ -52,8 +52,10 @@ from rlhf_gym.envs.textgen import (
     check_prompt_index,
     check_render_mode,
     check_seed,
+    check_text_info,
     observation_space,
     pick_prompt,
+    without_text,
 )
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.rewards.base import RewardFunction
@@ -99,8 +101,10 @@ class TextGenVecEnv(VectorEnv):
         action_mask_min_tokens: int = 100,
         min_new_tokens: int = 0,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+        text_info: bool = True,
     ):
         num_envs = check_int(num_envs, "num_envs", low=1)
+        self.text_info = check_text_info(text_info)
         check_render_mode(render_mode, self.metadata["render_modes"], "TextGenVecEnv")
         check_seed(seed)
         self.autoreset_mode = check_autoreset_mode(autoreset_mode)
@@ -154,7 +158,7 @@ class TextGenVecEnv(VectorEnv):
         self._needs_reset[rows] = self._ended[rows] = False
         self._pending_logprobs = None
         self._started = True
-        return self.engine.observation(), self._prompt_info({}, rows)
+        return self.engine.observation(), self._info(self._prompt_info({}, rows))
 
     def _row_mask(self, value: object) -> np.ndarray:
         """``options["reset_mask"]``: a bool per env (default: all rows)."""
@@ -278,7 +282,10 @@ class TextGenVecEnv(VectorEnv):
                 self._needs_reset = terminated_np.copy()
             else:
                 self._ended = terminated_np.copy()
-        return e.observation(), rewards.cpu().numpy(), terminated_np, truncated, info
+        return e.observation(), rewards.cpu().numpy(), terminated_np, truncated, self._info(info)
+
+    def _info(self, info: dict) -> dict:
+        return info if self.text_info else without_text(info)
 
     def _reset_rows(self, rows: np.ndarray) -> None:
         """Automatic reset: each row draws its next prompt from its own generator."""
