@@ -62,10 +62,14 @@ def assert_same_rollout(a, b):
     np.testing.assert_allclose(rew_a, rew_b, rtol=1e-4, atol=1e-5)
 
 
-def test_fresh_process_without_import_and_spawn_workers():
-    """A ``python -c`` that never imports rlhf_gym: the plain id is unknown (Gymnasium 1.x loads no
-    entry-point plugins), the ``rlhf_gym:`` form works, and ``make_async`` (spawn) matches sync."""
-    out = run_child("""
+FORK_HAZARD = sys.platform == "linux" and "OpenMP" in torch.__config__.parallel_info()
+
+
+@pytest.fixture(scope="module")
+def child() -> dict:
+    """One ``python -c`` that does not import rlhf_gym (one interpreter start instead of two): first the ids
+    in that fresh process and spawn workers, then, once torch has run there, fork-started workers."""
+    return run_child(f"""
 import sys
 assert "rlhf_gym" not in sys.modules
 try:
@@ -75,39 +79,46 @@ except gym.error.NamespaceNotFound:
     plain = "NamespaceNotFound"
 env = gym.make("rlhf_gym:rlhf_gym/Sentiment-v0", **KW)
 obs, _ = env.reset(seed=0)
-single = type(env.unwrapped).__name__
+out = dict(plain=plain, single=type(env.unwrapped).__name__)
 from rlhf_gym.envs import make_async
 envs = make_async(num_envs=2, **KW)
-ctx = envs.context
-print(json.dumps(dict(plain=plain, single=single, ctx=ctx, spawn=rollout(envs), sync=sync())))
-""", timeout=150)
-    assert out["plain"] == "NamespaceNotFound"
-    assert out["single"] == "TextGenEnv"
-    assert out["ctx"] == "spawn"
-    assert_same_rollout(out["spawn"], out["sync"])
+out.update(ctx=envs.context, spawn=rollout(envs), sync=sync())
+if {FORK_HAZARD}:
+    import multiprocessing as mp, torch
+    torch.set_num_threads(2)
+    a = torch.randn(256, 256); (a @ a).sum()
+    def matmul(): torch.randn(256, 256) @ torch.randn(256, 256)
+    p = mp.get_context("fork").Process(target=matmul); p.start(); p.join(2)
+    out.update(raw_fork_hangs=p.is_alive()); p.kill(); p.join()
+    out.update(fork_make_vec=rollout(gym.make_vec("rlhf_gym/Sentiment-v0", num_envs=2, vectorization_mode="async",
+                                                  vector_kwargs=dict(context="fork"), **KW)))
+    out.update(fork_by_hand=rollout(gym.vector.AsyncVectorEnv(
+        [lambda: gym.make("rlhf_gym/Sentiment-v0", **KW)] * 2, context="fork")))
+print(json.dumps(out))
+""", timeout=180)
 
 
-@pytest.mark.skipif(sys.platform != "linux" or "OpenMP" not in torch.__config__.parallel_info(),
-                    reason="the fork hazard is OpenMP's thread pool on Linux")
-def test_fork_after_torch_ran_works():
-    """After the parent ran a parallel torch op, a raw forked child that runs one hangs (the hazard is real
-    here), while fork-started async envs, by make_vec and by hand, step and match sync."""
-    out = run_child("""
-import multiprocessing as mp, time, torch, rlhf_gym
-torch.set_num_threads(2)
-a = torch.randn(256, 256); (a @ a).sum()
-def matmul(): torch.randn(256, 256) @ torch.randn(256, 256)
-p = mp.get_context("fork").Process(target=matmul); p.start(); p.join(2)
-raw_hangs = p.is_alive(); p.kill(); p.join()
-reference = sync()
-by_make_vec = rollout(gym.make_vec("rlhf_gym/Sentiment-v0", num_envs=2, vectorization_mode="async",
-                                   vector_kwargs=dict(context="fork"), **KW))
-by_hand = rollout(gym.vector.AsyncVectorEnv([lambda: gym.make("rlhf_gym/Sentiment-v0", **KW)] * 2, context="fork"))
-print(json.dumps(dict(raw_hangs=raw_hangs, sync=reference, make_vec=by_make_vec, by_hand=by_hand)))
-""", timeout=120)
-    assert out["raw_hangs"], "a forked child did not hang: this test no longer shows the hazard it guards"
-    assert_same_rollout(out["make_vec"], out["sync"])
-    assert_same_rollout(out["by_hand"], out["sync"])
+def test_fresh_process_knows_only_the_module_form(child):
+    """Gymnasium 1.x loads no entry-point plugins: in a process that has not imported rlhf_gym the plain
+    id is unknown, and ``"rlhf_gym:rlhf_gym/Sentiment-v0"`` (Gymnasium imports the module) works."""
+    assert child["plain"] == "NamespaceNotFound"
+    assert child["single"] == "TextGenEnv"
+
+
+def test_spawn_workers_match_sync(child):
+    """``make_async`` starts spawn workers that the caller's ``__main__`` did not prepare, and they step
+    exactly as ``SyncVectorEnv`` does for the same seeds and actions."""
+    assert child["ctx"] == "spawn"
+    assert_same_rollout(child["spawn"], child["sync"])
+
+
+@pytest.mark.skipif(not FORK_HAZARD, reason="the fork hazard is OpenMP's thread pool on Linux")
+def test_fork_after_torch_ran_matches_sync(child):
+    """After the parent ran a parallel torch op a raw forked child that runs one hangs (so the hazard is
+    real here), while fork-started async envs, by make_vec and by hand with the plain id, match sync."""
+    assert child["raw_fork_hangs"], "a forked child did not hang: this test no longer shows the hazard"
+    assert_same_rollout(child["fork_make_vec"], child["sync"])
+    assert_same_rollout(child["fork_by_hand"], child["sync"])
 
 
 def test_fork_safe_torch_only_acts_in_a_forked_process():
