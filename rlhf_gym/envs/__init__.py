@@ -1,32 +1,19 @@
-"""The environments and their Gymnasium registrations.
+"""The environments and their Gymnasium registrations (:mod:`rlhf_gym.envs.registration`).
 
 * ``rlhf_gym/Sentiment-v0`` — the embedded review world: the shipped tiny GPT-2 continues review openings,
   rewarded by the gold judge (VADER sentiment) minus the KL penalty.
+
+Importing :mod:`rlhf_gym` registers them. In a process that has not imported it (a spawned worker, a fresh
+interpreter), name the module in the id: ``gym.make("rlhf_gym:rlhf_gym/Sentiment-v0")``. Worker processes:
+:func:`make_async` and docs/vectorization.md.
 """
 
 from __future__ import annotations
 
-import gymnasium as gym
-
+from rlhf_gym.envs.registration import ENV_IDS, fork_safe_torch, make_async, register_envs
 from rlhf_gym.envs.textgen import TextGenEnv
 from rlhf_gym.envs.vector import TextGenVecEnv
 
-__all__ = ["TextGenEnv", "TextGenVecEnv", "register_envs", "ENV_IDS"]
-
-ENV_IDS = {
-    "rlhf_gym/Sentiment-v0": dict(model="embedded", prompts="embedded:train", reward="gold"),
-}
-
-
-def register_envs() -> None:
-    for env_id, kwargs in ENV_IDS.items():
-        if env_id not in gym.registry:
-            gym.register(
-                id=env_id,
-                entry_point="rlhf_gym.envs.textgen:TextGenEnv",
-                vector_entry_point="rlhf_gym.envs.vector:TextGenVecEnv",
-                kwargs=kwargs,
-            )
-
+__all__ = ["TextGenEnv", "TextGenVecEnv", "register_envs", "ENV_IDS", "make_async", "fork_safe_torch"]
 
 register_envs()
