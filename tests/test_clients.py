@@ -71,25 +71,12 @@ def test_torchrl_gym_wrapper_over_the_native_vector_env():
     assert td["next", "done"].squeeze(-1).any(-1).all()  # each row finished at least one 4-token episode in 8 steps
 
 
-class DropTextInfo(gym.Wrapper):
-    """Drops the string entries of ``info`` (``prompt``, ``completion``): TorchRL 0.14's batched reader
-    stacks a SAME_STEP vector env's ``final_info`` into tensors and fails on strings."""
-
-    def reset(self, **kwargs):
-        obs, info = self.env.reset(**kwargs)
-        return obs, {k: v for k, v in info.items() if not isinstance(v, str)}
-
-    def step(self, action):
-        *out, info = self.env.step(action)
-        return *out, {k: v for k, v in info.items() if not isinstance(v, str)}
-
-
 def test_torchrl_gym_wrapper_over_a_same_step_sync_vector_env():
-    """What works today for a batched TorchRL env: Gymnasium's SyncVectorEnv in SAME_STEP mode."""
+    """Gymnasium's SyncVectorEnv in SAME_STEP mode over single envs works the same way."""
     from torchrl.envs import GymWrapper
     from torchrl.envs.utils import check_env_specs
 
-    venv = gym.make_vec(ENV_ID, num_envs=2, vectorization_mode="sync", max_new_tokens=4, wrappers=[DropTextInfo],
+    venv = gym.make_vec(ENV_ID, num_envs=2, vectorization_mode="sync", max_new_tokens=4, text_info=False,
                         vector_kwargs=dict(autoreset_mode=AutoresetMode.SAME_STEP))
     env = GymWrapper(venv, categorical_action_encoding=True)
     check_env_specs(env, seed=0)

@@ -175,3 +175,42 @@ def test_docs_env_md_example_runs():
         exec(compile(block, "docs/env.md", "exec"), namespace)
     envs = namespace["envs"]
     assert namespace["rewards"].dtype == np.float64 and envs.unwrapped._pending_logprobs is None
+
+
+def _strings(value) -> list:
+    """Every str inside an info value (dicts, object arrays)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, np.ndarray) and value.dtype == object:
+        return [s for v in value.ravel() for s in _strings(v)]
+    return []
+
+
+@pytest.mark.parametrize("mode", list(AutoresetMode))
+def test_text_info_false_keeps_every_string_out_and_changes_nothing_else(tiny_lm_dir, prompts, mode):
+    # Two native envs, with and without texts, stepped with the same tokens: the same info minus the texts.
+    kwargs = env_kwargs(tiny_lm_dir, prompts)
+    full = gym.make_vec(ENV_ID, num_envs=3, autoreset_mode=mode, **kwargs)
+    bare = gym.make_vec(ENV_ID, num_envs=3, autoreset_mode=mode, text_info=False, **kwargs)
+    outs = [(full.reset(seed=1), bare.reset(seed=1))]
+    rng, eos, texts = np.random.default_rng(0), full.unwrapped.engine.eos, 0
+    for _ in range(10):
+        actions = rng.integers(1, full.unwrapped.engine.vocab_size, size=3)
+        actions[rng.random(3) < 0.4] = eos
+        a, b = full.step(actions), bare.step(actions)
+        outs.append((a, b))
+        if mode is AutoresetMode.DISABLED and a[2].any():
+            mask = {"reset_mask": a[2].copy()}
+            outs.append((full.reset(options=dict(mask)), bare.reset(options=dict(mask))))
+    for a, b in outs:
+        info_a, info_b = a[-1], b[-1]
+        texts += len(_strings(info_a))
+        assert _strings(info_b) == []
+        assert not {k for k in info_b if k.lstrip("_") in ("prompt", "completion")}
+        np.testing.assert_array_equal(a[0]["input_ids"], b[0]["input_ids"])
+        assert set(info_a) - {"prompt", "_prompt", "completion", "_completion"} == set(info_b)
+    assert texts > 0  # the full env really had texts to drop
+    with pytest.raises(ConfigError, match="text_info='no'"):
+        TextGenVecEnv(num_envs=2, text_info="no", **kwargs)

@@ -109,30 +109,12 @@ class Agent(nn.Module):
         return action, probs.log_prob(action), probs.entropy(), self.value_head(out.hidden_states[-1][:, -1]).squeeze(-1)
 
 
-def add_policy_logprobs(vec_env):
-    """TODO(gym-env): delete this function and its call: the gym-env branch gives TextGenVecEnv
-    ``set_policy_logprobs`` itself (consumed by the next step, through any wrapper stack). Until then the same
-    contract over today's ``TextGenVecEnv.step(actions, logprobs=...)``."""
-    pending, step = [None], vec_env.step
-
-    def set_policy_logprobs(logprobs):
-        pending[0] = logprobs
-
-    def step_with_logprobs(actions):
-        logprobs, pending[0] = pending[0], None
-        return step(actions, logprobs=logprobs)
-
-    vec_env.set_policy_logprobs, vec_env.step = set_policy_logprobs, step_with_logprobs
-
-
 def main(args: Args) -> dict:
     batch_size = args.num_envs * args.num_steps
     num_iterations = args.total_timesteps // batch_size
     torch.manual_seed(args.seed)
     envs = gym.make_vec(args.env_id, num_envs=args.num_envs, max_new_tokens=args.max_new_tokens, beta=args.beta)
     assert envs.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP, "the masking below is for NEXT_STEP"
-    if not hasattr(envs.unwrapped, "set_policy_logprobs"):  # TODO(gym-env): delete with add_policy_logprobs
-        add_policy_logprobs(envs.unwrapped)
     envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
     agent = Agent()
     optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
