@@ -14,7 +14,6 @@ line is ``RESULT gold_gain=<mean> gold_gain_sd=<sd> seeds=<s1,s2,...>`` (VADER's
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
 import statistics
 import sys
@@ -34,6 +33,7 @@ import rlhf_gym  # noqa: E402,F401  (registers the environments)
 from rlhf_gym.agents.evaluation import evaluate  # noqa: E402
 from rlhf_gym.core.generation import position_ids_from_mask, trim_left_padding  # noqa: E402
 from rlhf_gym.core.models import load_causal_lm  # noqa: E402
+from rlhf_gym.runner.config import field_docs  # noqa: E402
 
 
 @dataclass
@@ -79,10 +79,7 @@ def parse_args() -> Args:
     try:
         import tyro
     except ImportError:
-        tree = ast.parse(Path(__file__).read_text()).body
-        body = next(n for n in tree if isinstance(n, ast.ClassDef) and n.name == "Args").body
-        docs = {a.target.id: d.value.value for a, d in zip(body, body[1:])
-                if isinstance(a, ast.AnnAssign) and isinstance(d, ast.Expr)}
+        docs = field_docs(Args)  # the docstring under each field, as every config in rlhf_gym documents them
         parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
         for f in dataclasses.fields(Args):
             parser.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default,
