@@ -97,14 +97,15 @@ def load_script():
 
 @pytest.mark.slow
 def test_cleanrl_style_ppo_raises_the_gold_score(capsys):
-    # This exact budget (2 rollouts of 16 envs x 32 steps, 8-token episodes, 32 held-out prompts) measured
-    # over seeds 1-5: gold gain 0.291 ± 0.035 (min 0.263), 11-17 s each. The bar, 0.15, is 4 sd below that
-    # mean and twice the sampling sd of a 32-prompt mean (≈ 0.07): an untrained policy scores a gain of 0.
+    # This exact budget (4 rollouts of 16 envs x 32 steps, 8-token episodes, lr 5e-4, 32 held-out prompts),
+    # measured over seeds 1-5 on the 2-core AMD machine: gold gain 0.51 ± 0.076 (min 0.414). The bar, 0.2, is
+    # 4 sd below that mean; an untrained policy's gain is 0 (the same held-out prompts and sampling seed).
+    # (Half this budget gave 0.27 ± 0.094, min 0.149: too close to any bar to be safe on another machine.)
     ppo = load_script()
-    out = ppo.main(ppo.Args(seed=1, total_timesteps=1024, max_new_tokens=8, eval_episodes=32))
+    out = ppo.main(ppo.Args(seed=1, total_timesteps=2048, max_new_tokens=8, eval_episodes=32, learning_rate=5e-4))
     log = capsys.readouterr().out
-    assert log.count("iteration=") == 2 and "gold_gain=" in log  # CleanRL-style per-iteration logging
-    assert out["gold_gain"] > 0.15, out
+    assert log.count("iteration=") == 4 and "gold_gain=" in log  # CleanRL-style per-iteration logging
+    assert out["gold_gain"] > 0.2, out
 
 
 # ----- Gymnasium's own wrappers -------------------------------------------------------------------------
