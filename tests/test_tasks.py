@@ -19,24 +19,12 @@ WORLD_NAMES = re.compile(r'ReviewWorld|VaderGold|"embedded:')
 # Where the world may be named: the tasks themselves, the world's own modules and the prompt loader that
 # serves its "embedded:" sources, and the module that defines the VADER judge.
 ALLOWED = ("rlhf_gym/tasks/", "rlhf_gym/core/world", "rlhf_gym/core/data.py", "rlhf_gym/rewards/gold.py")
-# Modules not yet decoupled (issue 11, part 1): each entry here is a known debt; the list only shrinks.
-PENDING: tuple[str, ...] = (
-    "rlhf_gym/agents/evaluation.py",
-    "rlhf_gym/cli/reward.py",
-    "rlhf_gym/rewards/__init__.py",
-    "rlhf_gym/rewards/annotators.py",
-    "rlhf_gym/runner/config.py",
-    "rlhf_gym/runner/demo.py",
-    "rlhf_gym/runner/ptx.py",
-    "rlhf_gym/runner/sft.py",
-)
-
 
 def world_mentions() -> list[str]:
     hits = []
     for path in sorted(PACKAGE.rglob("*.py")):
         rel = path.relative_to(ROOT).as_posix()
-        if rel.startswith(ALLOWED) or rel in PENDING:
+        if rel.startswith(ALLOWED):
             continue
         for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if WORLD_NAMES.search(line):
@@ -47,13 +35,6 @@ def world_mentions() -> list[str]:
 def test_no_module_outside_tasks_names_a_world():
     hits = world_mentions()
     assert not hits, "modules outside rlhf_gym/tasks/ name the world:\n" + "\n".join(hits)
-
-
-def test_pending_list_is_current():
-    """A decoupled module must leave PENDING, so the acceptance test covers it from then on."""
-    clean = [rel for rel in PENDING
-             if not any(WORLD_NAMES.search(line) for line in (ROOT / rel).read_text(encoding="utf-8").splitlines())]
-    assert not clean, f"no longer name the world; remove them from PENDING: {clean}"
 
 
 def toy_task(name: str = "toy-echo", **kw) -> Task:
@@ -125,3 +106,34 @@ def test_duplicate_registration_refused(toy):
 def test_task_validation_names_the_field(field, value, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         toy_task(**{field: value})
+
+
+def test_the_parts_come_from_the_task(toy):
+    """Evaluation, the runner's env config, SFT demonstrations and ptx text take the task's parts."""
+    from rlhf_gym.agents.evaluation import evaluate
+    from rlhf_gym.runner.config import EnvConfig
+    from rlhf_gym.runner.ptx import load_ptx_texts
+    from rlhf_gym.runner.sft import task_demonstrations, world_demonstrations
+
+    env = gym.make(toy.env_id, max_new_tokens=3)
+    metrics = evaluate(env.unwrapped.engine.ref, env, prompts=["a", "b"], n=2)
+    assert metrics["gold_reward"] == pytest.approx(np.mean([len(s["completion"]) for s in metrics["samples"]]))
+    cfg = EnvConfig(task="sentiment")
+    task = get_task("sentiment")
+    assert (cfg.model, cfg.prompts, cfg.eval_prompts) == (task.model, task.train_prompts, task.eval_prompts)
+    assert EnvConfig(task="some-label", prompts="p.txt").prompts == "p.txt"
+    assert world_demonstrations(3) == task_demonstrations(3, "sentiment")
+    assert [(d.prompt, d.completion) for d in task_demonstrations(3)] == task.make_demonstrations(3)
+    with pytest.raises(ConfigError, match="has no demonstrations"):
+        task_demonstrations(3, toy)
+    assert load_ptx_texts("task") == load_ptx_texts("embedded") == task.make_pretraining_text(2000)
+    with pytest.raises(ConfigError, match="has no pretraining text"):
+        load_ptx_texts("task", toy)
+    env.close()
+
+
+def test_cli_task_flag_unknown_is_an_error(capsys):
+    from rlhf_gym.cli import main
+
+    assert main(["sft", "--from-task", "2", "--task", "nope", "--out", "unused"]) == 2
+    assert "unknown task 'nope'" in capsys.readouterr().err

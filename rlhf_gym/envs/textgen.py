@@ -43,7 +43,7 @@ from rlhf_gym.core.kl import check_estimator
 from rlhf_gym.core.models import load_causal_lm, load_tokenizer, resolve_model_path
 from rlhf_gym.envs.engine import EpisodeEngine, check_min_new_tokens
 from rlhf_gym.errors import ConfigError
-from rlhf_gym.rewards import GOLD_NAMES, make_reward
+from rlhf_gym.rewards import make_reward
 from rlhf_gym.rewards.base import RewardFunction
 from rlhf_gym.tasks import DEFAULT_TASK, Task, get_task
 
@@ -97,7 +97,7 @@ def build_engine(
         ref = load_causal_lm(model, device=device)
     tok = load_tokenizer(tokenizer if tokenizer is not None else (
         resolve_model_path(model) if not isinstance(model, PreTrainedModel) else model.config.name_or_path))
-    reward_fn = task.make_gold() if isinstance(reward, str) and reward in GOLD_NAMES else make_reward(reward)
+    reward_fn = make_reward(reward, gold=task.make_gold)
     engine = EpisodeEngine(
         ref, tok, prompt_list, reward_fn, num_rows=num_rows, beta=beta, kl_estimator=kl_estimator,
         max_new_tokens=max_new_tokens, max_prompt_tokens=max_prompt_tokens, min_new_tokens=min_new_tokens,

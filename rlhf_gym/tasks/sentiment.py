@@ -9,6 +9,7 @@ world's positive reviews (opening -> continuation); pretraining text is its trai
 from __future__ import annotations
 
 from rlhf_gym.core.world import TRAIN_SEED, ReviewWorld
+from rlhf_gym.errors import ConfigError
 from rlhf_gym.tasks.base import DEFAULT_METRICS, Task
 
 __all__ = ["SENTIMENT", "DEMO_SEED", "vader_gold", "positive_demonstrations", "review_texts"]
@@ -24,9 +25,15 @@ def vader_gold():
     return VaderGold()
 
 
-def positive_demonstrations(n: int, seed: int = DEMO_SEED) -> list[tuple[str, str]]:
-    """``n`` ``(opening, positive continuation)`` pairs from the world seeded with ``seed``."""
-    world, demos, i = ReviewWorld(seed=seed), [], 0
+#: Stride between the streams that the ``seed`` of the factories below selects (0 = the default stream).
+STREAM_STRIDE = 1009
+
+
+def positive_demonstrations(n: int, seed: int = 0) -> list[tuple[str, str]]:
+    """``n`` ``(opening, positive continuation)`` pairs from the demonstration stream ``seed`` (0 = the default)."""
+    if n < 1:
+        raise ConfigError(f"demonstrations: need a positive number of demonstrations, got {n}")
+    world, demos, i = ReviewWorld(seed=DEMO_SEED + STREAM_STRIDE * seed), [], 0
     while len(demos) < n:
         batch = world.reviews(i + 4 * n)[i:]
         i += len(batch)
@@ -34,9 +41,9 @@ def positive_demonstrations(n: int, seed: int = DEMO_SEED) -> list[tuple[str, st
     return demos[:n]
 
 
-def review_texts(n: int = 2000, seed: int = TRAIN_SEED) -> list[str]:
-    """``n`` whole reviews (the pretraining text of PPO-ptx)."""
-    return [r.text for r in ReviewWorld(seed=seed).reviews(n)]
+def review_texts(n: int = 2000, seed: int = 0) -> list[str]:
+    """``n`` whole reviews of the training stream (``seed`` 0) or another: the pretraining text of PPO-ptx."""
+    return [r.text for r in ReviewWorld(seed=TRAIN_SEED + STREAM_STRIDE * seed).reviews(n)]
 
 
 SENTIMENT = Task(
@@ -48,7 +55,7 @@ SENTIMENT = Task(
     train_prompts="embedded:train",
     eval_prompts="embedded:eval",
     gold=vader_gold,
-    annotators="annotator",
+    annotators="3",
     demonstrations=positive_demonstrations,
     pretraining_text=review_texts,
     metrics=DEFAULT_METRICS,
