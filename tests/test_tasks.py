@@ -137,3 +137,52 @@ def test_cli_task_flag_unknown_is_an_error(capsys):
 
     assert main(["sft", "--from-task", "2", "--task", "nope", "--out", "unused"]) == 2
     assert "unknown task 'nope'" in capsys.readouterr().err
+
+
+def doc_blocks(language: str) -> list[str]:
+    text = (ROOT / "docs" / "tasks.md").read_text(encoding="utf-8")
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
+
+
+def test_docs_worked_example_runs(tmp_path, monkeypatch):
+    """docs/tasks.md's example, as written: one module, one YAML preset, then the usage block."""
+    import shutil
+    import sys
+
+    module, usage = doc_blocks("python")
+    (preset,) = doc_blocks("yaml")
+    assert module.startswith("# my_tasks.py\n") and preset.startswith("# envs/brevity.yaml\n")
+    (tmp_path / "my_tasks.py").write_text(module, encoding="utf-8")
+    (tmp_path / "envs").mkdir()
+    (tmp_path / "envs" / "brevity.yaml").write_text(preset, encoding="utf-8")
+    shutil.copytree(ROOT / "agents", tmp_path / "agents")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        exec(compile(usage, "docs/tasks.md", "exec"), {"__name__": "docs_example"})
+        task = get_task("brevity")
+        assert task.env_id == "rlhf_gym/Brevity-v0" and task.metrics == ("gold_reward", "kl", "mean_length")
+        assert get_task("my_tasks:brevity") is task
+    finally:
+        if "brevity" in {t.name for t in list_tasks()}:
+            _unregister_task("brevity")
+        sys.modules.pop("my_tasks", None)
+
+
+def test_module_task_name_imports_the_module_or_says_why():
+    with pytest.raises(ConfigError, match=r"task no_such_module_xyz:toy: cannot import module 'no_such_module_xyz'"):
+        get_task("no_such_module_xyz:toy")
+
+
+def test_imdb_is_a_hub_task_run_here_on_local_stand_ins(tiny_lm_dir, prompts):
+    from rlhf_gym.runner.config import EnvConfig, load_run_config
+
+    task = get_task("imdb")
+    assert task.env_id == "rlhf_gym/Imdb-v0" and task.model == "gpt2" and task.demonstrations is None
+    env = gym.make(task.env_id, model=tiny_lm_dir, prompts=prompts, max_new_tokens=2)  # nothing downloaded
+    assert env.unwrapped.engine.task is task
+    env.reset(seed=0)
+    assert EnvConfig(task="imdb").model == "gpt2"
+    cfg = load_run_config(ROOT / "envs" / "imdb.yaml", ROOT / "agents" / "ppo.yaml")
+    assert cfg.env.task_spec() is task and cfg.env.reward.startswith("classifier:")
+    env.close()

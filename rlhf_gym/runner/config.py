@@ -56,8 +56,8 @@ def opt(default: Any, doc: str, *, ge: float | None = None, gt: float | None = N
 class EnvConfig:
     """The environment: what is generated from what, and how it is rewarded (``envs/*.yaml``)."""
 
-    task: str = opt("sentiment", "a registered task (rlhf_gym.tasks: its model, prompts and gold fill the "
-                    "nulls below), or a label for tables and W&B (then the default task, sentiment, fills them)")
+    task: str = opt("sentiment", "a registered task or MODULE:NAME (rlhf_gym.tasks: its model, prompts and gold "
+                    "fill the nulls below), or a label for tables and W&B (then the default task, sentiment, does)")
     model: str | None = opt(None, "reference model and policy init: 'embedded', a hub name or a local dir; null = the task's")
     tokenizer: str | None = opt(None, "tokenizer name or dir; null = the task's, else the model's")
     prompts: str | None = opt(None, "training prompts: a task source, a .txt/.jsonl file, 'hf:NAME' or a dataset dir; null = the task's")
@@ -89,11 +89,12 @@ class EnvConfig:
             self.eval_prompts = task.eval_prompts
 
     def task_spec(self) -> Any:
-        """The :class:`~rlhf_gym.tasks.Task` this environment runs: ``task`` if registered, else the default."""
-        from rlhf_gym.tasks import DEFAULT_TASK, get_task, list_tasks
+        """The :class:`~rlhf_gym.tasks.Task` this environment runs: ``task`` if registered (or ``MODULE:NAME``,
+        which imports the module that registers it), else the default task (``task`` is then a label)."""
+        from rlhf_gym.tasks import DEFAULT_TASK, MODULE_TASK, get_task, list_tasks
 
         names = {t.name for t in list_tasks()}
-        return get_task(self.task if self.task in names else DEFAULT_TASK)
+        return get_task(self.task if self.task in names or MODULE_TASK.match(self.task) else DEFAULT_TASK)
 
 
 @dataclass

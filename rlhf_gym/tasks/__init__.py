@@ -4,7 +4,8 @@
 ``make_vec``) with the envs' factories, named by import path only: this floor sits below ``envs`` and does
 not import it. The env built from that id reads the task back with :func:`get_task`. Built-in tasks:
 
-* ``sentiment`` (``rlhf_gym/Sentiment-v0``) — :mod:`rlhf_gym.tasks.sentiment`, the embedded review world.
+* ``sentiment`` (``rlhf_gym/Sentiment-v0``) — :mod:`rlhf_gym.tasks.sentiment`, the embedded review world;
+* ``imdb`` (``rlhf_gym/Imdb-v0``) — :mod:`rlhf_gym.tasks.imdb`, IMDB reviews with gpt2 (a hub download).
 
 A new task is one module that calls :func:`register_task` plus one YAML preset (docs/tasks.md). In a process
 that has not imported that module (a spawned worker), name it in the id: ``gym.make("mymodule:rlhf_gym/Toy-v0")``.
@@ -14,12 +15,14 @@ that has not imported that module (a spawned worker), name it in the id: ``gym.m
 >>> get_task("sentimnet")
 Traceback (most recent call last):
 ...
-rlhf_gym.errors.ConfigError: unknown task 'sentimnet'; did you mean 'sentiment'? (registered: sentiment)
+rlhf_gym.errors.ConfigError: unknown task 'sentimnet'; did you mean 'sentiment'? (registered: imdb, sentiment)
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
+import re
 
 import gymnasium as gym
 
@@ -27,13 +30,16 @@ from rlhf_gym.errors import ConfigError
 from rlhf_gym.tasks.base import DEFAULT_METRICS, Task
 
 __all__ = ["Task", "DEFAULT_METRICS", "register_task", "get_task", "list_tasks", "DEFAULT_TASK",
-           "ENTRY_POINT", "VECTOR_ENTRY_POINT"]
+           "ENTRY_POINT", "VECTOR_ENTRY_POINT", "MODULE_TASK"]
 
 #: The task an environment or run uses when none is named.
 DEFAULT_TASK = "sentiment"
 #: The Gymnasium entry points every task id uses (import paths, so this floor does not import envs).
 ENTRY_POINT = "rlhf_gym.envs.registration:make_text_env"
 VECTOR_ENTRY_POINT = "rlhf_gym.envs.registration:make_text_vec_env"
+
+#: ``MODULE:NAME``: a task registered by a module that :func:`get_task` imports first.
+MODULE_TASK = re.compile(r"[A-Za-z_][\w.]*:[a-z][a-z0-9-]*\Z")
 
 _TASKS: dict[str, Task] = {}
 
@@ -57,9 +63,20 @@ def register_task(task: Task) -> Task:
 
 
 def get_task(name: str | Task) -> Task:
-    """The registered task called ``name`` (a Task is returned as is); unknown names are a ConfigError."""
+    """The registered task called ``name`` (a Task is returned as is); unknown names are a ConfigError.
+
+    ``"MODULE:NAME"`` imports ``MODULE`` first (the module that registers the task), as Gymnasium's
+    ``"module:id"`` does: this is how a preset (``task: my_tasks:brevity``) or a worker process finds a task
+    defined outside the package.
+    """
     if isinstance(name, Task):
         return name
+    if isinstance(name, str) and MODULE_TASK.match(name):
+        module, _, name = name.partition(":")
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise ConfigError(f"task {module}:{name}: cannot import module {module!r} ({e})") from e
     if not isinstance(name, str) or name not in _TASKS:
         close = difflib.get_close_matches(str(name), list(_TASKS), n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]!r}?" if close else ";"
@@ -78,4 +95,5 @@ def _unregister_task(name: str) -> None:
     gym.registry.pop(task.env_id, None)
 
 
-from rlhf_gym.tasks import sentiment as _sentiment  # noqa: E402,F401  (registers the built-in task)
+from rlhf_gym.tasks import imdb as _imdb  # noqa: E402,F401  (registers the built-in tasks)
+from rlhf_gym.tasks import sentiment as _sentiment  # noqa: E402,F401
