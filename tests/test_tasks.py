@@ -132,11 +132,18 @@ def test_the_parts_come_from_the_task(toy):
     env.close()
 
 
-def test_cli_task_flag_unknown_is_an_error(capsys):
+@pytest.mark.parametrize("argv", [
+    ["sft", "--from-task", "2", "--task", "nope", "--out", "{tmp}/out"],
+    ["reward", "simulate", "--task", "nope", "--out", "{tmp}/prefs.jsonl"],
+    ["reward", "train", "--task", "nope", "--prefs", "{tmp}/prefs.jsonl", "--out", "{tmp}/rm"],
+    ["demo", "--task", "nope", "--out", "{tmp}/demo"],
+])
+def test_cli_task_flag_unknown_is_an_error(argv, tmp_path, capsys):
     from rlhf_gym.cli import main
 
-    assert main(["sft", "--from-task", "2", "--task", "nope", "--out", "unused"]) == 2
+    assert main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == 2
     assert "unknown task 'nope'" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
 
 
 def doc_blocks(language: str) -> list[str]:

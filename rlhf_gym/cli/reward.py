@@ -222,7 +222,8 @@ def _register_train(commands: argparse._SubParsersAction) -> None:
         TRAIN_EPILOG)
     p.add_argument("--prefs", metavar="FILE", required=True, help="preference file (.jsonl/.csv) or dataset folder")
     p.add_argument("--out", metavar="DIR", required=True, help="reward-model folder to create")
-    p.add_argument("--base-model", default="embedded", help="HF name or folder to start from (default: the shipped tiny GPT-2)")
+    p.add_argument("--base-model", default=None,
+                   help="HF name or folder to start from (default: the task's model, for sentiment the shipped tiny GPT-2)")
     p.add_argument("--epochs", type=int, default=d.epochs, help=f"maximum passes over the training pairs (default {d.epochs})")
     p.add_argument("--lr", type=float, default=d.lr, help=f"AdamW learning rate (default {d.lr:g})")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"pairs per optimiser step (default {d.batch_size})")
@@ -235,6 +236,7 @@ def _register_train(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--center-rewards", type=float, default=d.center_rewards_coefficient, metavar="COEF",
                    help="weight of the mean((r+ + r-)^2) term that keeps rewards near 0 (default 0; try 0.01)")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA when available)")
+    _task_flag(p)
     _common(p)
     p.set_defaults(func=run_train)
 
@@ -243,13 +245,15 @@ def run_train(args: argparse.Namespace) -> int:
     from rlhf_gym.rewards.preferences import load_preferences
     from rlhf_gym.rewards.rm_train import RewardModelConfig, train_reward_model
     from rlhf_gym.runner.tracking import Tracker
+    from rlhf_gym.tasks import get_task
 
     console = _setup(args)
     out = Path(args.out)
     check_output(out)
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"--out {out} already exists and is not empty; choose a new folder or delete it")
-    cfg = RewardModelConfig(base_model=None if args.base_model == "embedded" else args.base_model, lr=args.lr,
+    base_model = args.base_model if args.base_model is not None else get_task(args.task).model
+    cfg = RewardModelConfig(base_model=None if base_model == "embedded" else base_model, lr=args.lr,
                             epochs=args.epochs, batch_size=args.batch_size, max_length=args.max_length,
                             val_fraction=args.val_fraction, early_stopping_patience=args.patience,
                             center_rewards_coefficient=args.center_rewards, seed=args.seed, device=args.device)

@@ -130,7 +130,7 @@ def _run_demo(cfg: DemoConfig, out: Path, user_pairs: Any, console: Console, wan
                   f"held-out pairs -> {out / 'reward-model'}")
 
     console.rule("[bold]3/4 PPO against the reward model (with the KL penalty), 4/4 evaluation on the gold judge")
-    env = {"task": task.name, "model": cfg.model, "prompts": task.train_prompts, "eval_prompts": task.eval_prompts,
+    env = {"task": cfg.task, "model": cfg.model, "prompts": task.train_prompts, "eval_prompts": task.eval_prompts,
            "reward": str(out / "reward-model"), "gold": "gold", "beta": cfg.beta, "max_new_tokens": cfg.max_new_tokens,
            "num_envs": cfg.agent.get("batch_size", 32)}
     run = {"total_timesteps": cfg.ppo_timesteps, "seed": cfg.seed, "eval_every": 5,
