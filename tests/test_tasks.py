@@ -170,6 +170,7 @@ def test_docs_worked_example_runs(tmp_path, monkeypatch):
         task = get_task("brevity")
         assert task.env_id == "rlhf_gym/Brevity-v0" and task.metrics == ("gold_reward", "kl", "mean_length")
         assert get_task("my_tasks:brevity") is task
+        assert gym.spec(task.env_id).kwargs == {"task": "my_tasks:brevity"}
     finally:
         if "brevity" in {t.name for t in list_tasks()}:
             _unregister_task("brevity")
@@ -193,3 +194,29 @@ def test_imdb_is_a_hub_task_run_here_on_local_stand_ins(tiny_lm_dir, prompts):
     cfg = load_run_config(ROOT / "envs" / "imdb.yaml", ROOT / "agents" / "ppo.yaml")
     assert cfg.env.task_spec() is task and cfg.env.reward.startswith("classifier:")
     env.close()
+
+
+def test_a_task_from_outside_the_package_reaches_spawned_workers(tmp_path):
+    """docs/tasks.md: make_async("my_tasks:rlhf_gym/Brevity-v0") in a fresh interpreter, spawn workers."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "my_tasks.py").write_text(doc_blocks("python")[0], encoding="utf-8")
+    script = (
+        "import numpy as np\n"
+        "from rlhf_gym.envs import make_async\n"
+        "if __name__ == '__main__':\n"
+        "    envs = make_async('my_tasks:rlhf_gym/Brevity-v0', 2, max_new_tokens=1)\n"
+        "    envs.reset_async(seed=[1, 2]); envs.reset_wait(timeout=60)\n"
+        "    envs.step_async(np.array([5, 6])); _, r, term, _, info = envs.step_wait(timeout=60)\n"
+        "    assert term.all(), term\n"
+        "    print('OK', [float(x) for x in info['rm_score']])\n"
+        "    envs.close()\n"
+    )
+    (tmp_path / "run.py").write_text(script, encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)])}
+    out = subprocess.run([sys.executable, "run.py"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=180)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "OK" in out.stdout

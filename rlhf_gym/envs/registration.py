@@ -30,13 +30,13 @@ import torch
 
 from rlhf_gym.envs.textgen import TextGenEnv
 from rlhf_gym.envs.vector import TextGenVecEnv
-from rlhf_gym.tasks import ENTRY_POINT, VECTOR_ENTRY_POINT, list_tasks
+from rlhf_gym.tasks import env_kwargs, list_tasks, register_env_id
 
 __all__ = ["ENV_IDS", "register_envs", "make_text_env", "make_text_vec_env", "fork_safe_torch",
            "make_async"]
 
 #: The built-in tasks' ids and their registered keyword arguments (the task's name).
-ENV_IDS = {task.env_id: {"task": task.name} for task in list_tasks()}
+ENV_IDS = {task.env_id: env_kwargs(task) for task in list_tasks()}
 
 # The process that imported this module, then each forked process once it has been made safe.
 _safe_pid = os.getpid()
@@ -77,9 +77,7 @@ make_text_vec_env.metadata = TextGenVecEnv.metadata  # type: ignore[attr-defined
 def register_envs() -> None:
     """Registers every registered task's id that Gymnasium does not hold (one removed from its registry)."""
     for task in list_tasks():
-        if task.env_id not in gym.registry:
-            gym.register(id=task.env_id, entry_point=ENTRY_POINT, vector_entry_point=VECTOR_ENTRY_POINT,
-                         kwargs={"task": task.name})
+        register_env_id(task)
 
 
 def make_async(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import re
+import sys
 
 import gymnasium as gym
 
@@ -30,7 +31,7 @@ from rlhf_gym.errors import ConfigError
 from rlhf_gym.tasks.base import DEFAULT_METRICS, Task
 
 __all__ = ["Task", "DEFAULT_METRICS", "register_task", "get_task", "list_tasks", "DEFAULT_TASK",
-           "ENTRY_POINT", "VECTOR_ENTRY_POINT", "MODULE_TASK"]
+           "ENTRY_POINT", "VECTOR_ENTRY_POINT", "MODULE_TASK", "env_kwargs", "register_env_id"]
 
 #: The task an environment or run uses when none is named.
 DEFAULT_TASK = "sentiment"
@@ -42,13 +43,17 @@ VECTOR_ENTRY_POINT = "rlhf_gym.envs.registration:make_text_vec_env"
 MODULE_TASK = re.compile(r"[A-Za-z_][\w.]*:[a-z][a-z0-9-]*\Z")
 
 _TASKS: dict[str, Task] = {}
+_KWARGS: dict[str, dict[str, str]] = {}
 
 
-def register_task(task: Task) -> Task:
+def register_task(task: Task, module: str | None = None) -> Task:
     """Adds ``task`` to the registry and registers its Gymnasium id; returns it.
 
-    A name or id already registered is refused (a ConfigError), so two modules cannot silently shadow
-    each other; bump ``version`` for a changed task.
+    ``module`` is the importable module that registers the task (default: the caller's). Outside this
+    package the id's keyword arguments name the task as ``MODULE:NAME``, so a process that has not imported
+    the module (a spawned worker of ``make_async("MODULE:rlhf_gym/Name-v0")``) imports it and finds the task.
+    A name or id already registered is refused (a ConfigError), so two modules cannot silently shadow each
+    other; bump ``version`` for a changed task.
     """
     if not isinstance(task, Task):
         raise ConfigError(f"register_task takes a Task, got {type(task).__name__}")
@@ -56,10 +61,27 @@ def register_task(task: Task) -> Task:
         raise ConfigError(f"task {task.name!r} is already registered ({_TASKS[task.name].env_id})")
     if task.env_id in gym.registry:
         raise ConfigError(f"task {task.name!r}: Gymnasium id {task.env_id!r} is already registered")
-    gym.register(id=task.env_id, entry_point=ENTRY_POINT, vector_entry_point=VECTOR_ENTRY_POINT,
-                 kwargs={"task": task.name})
+    if module is None:
+        caller = sys._getframe(1).f_globals.get("__name__", "")
+        module = caller if caller and caller != "__main__" else None
+    inside = module is None or module == __name__ or module.startswith(__name__ + ".")
+    _KWARGS[task.name] = {"task": task.name if inside else f"{module}:{task.name}"}
     _TASKS[task.name] = task
+    register_env_id(task)
     return task
+
+
+def env_kwargs(task: str | Task) -> dict[str, str]:
+    """The keyword arguments a registered task's Gymnasium id passes its env: ``{"task": NAME}``, or
+    ``{"task": "MODULE:NAME"}`` for a task registered outside this package."""
+    return dict(_KWARGS[get_task(task).name])
+
+
+def register_env_id(task: Task) -> None:
+    """Registers ``task``'s Gymnasium id (single and vector entry points) unless Gymnasium holds it."""
+    if task.env_id not in gym.registry:
+        gym.register(id=task.env_id, entry_point=ENTRY_POINT, vector_entry_point=VECTOR_ENTRY_POINT,
+                     kwargs=env_kwargs(task))
 
 
 def get_task(name: str | Task) -> Task:
@@ -92,6 +114,7 @@ def list_tasks() -> list[Task]:
 def _unregister_task(name: str) -> None:
     """Removes a task and its Gymnasium id (for tests that register toy tasks)."""
     task = _TASKS.pop(name)
+    _KWARGS.pop(name, None)
     gym.registry.pop(task.env_id, None)
 
 
