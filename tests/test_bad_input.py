@@ -55,7 +55,7 @@ CASES = [
     ("env-tokens-bool", env("max_new_tokens: true"), TRAIN, "env.max_new_tokens: expected an integer, got True"),
     ("env-estimator", env("kl_estimator: k9"), TRAIN, "env.kl_estimator: expected 'k1' or 'k2' or 'k3', got 'k9'"),
     ("env-num-envs-list", env("num_envs: [2]"), TRAIN, "env.num_envs: expected an integer, got [2]"),
-    ("env-model-null", env("model: null"), TRAIN, "env.model: expected a string, got None"),
+    ("env-model-int", env("model: 3"), TRAIN, "env.model: expected a string or null, got 3"),  # null = the task's
     # ----- env presets: what they point at
     ("env-model-missing", env("model: /nonexistent/model"), TRAIN, "model path /nonexistent/model does not exist"),
     ("env-reward-unknown", env("reward: bogus"), TRAIN, "unknown reward 'bogus'"),

@@ -69,7 +69,7 @@ def test_eval_with_fresh_texts(trained, tiny_lm_dir, capsys, monkeypatch):
     from rlhf_gym.rewards import annotators
 
     class TinyGenerator(annotators.CandidateGenerator):
-        def __init__(self, **kwargs):
+        def __init__(self, model=None, **kwargs):  # the task's model is replaced by the tiny one
             super().__init__(tiny_lm_dir, device="cpu", max_new_tokens=6, **kwargs)
 
     monkeypatch.setattr(annotators, "CandidateGenerator", TinyGenerator)

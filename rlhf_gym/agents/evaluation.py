@@ -3,8 +3,8 @@ r"""Evaluating a policy on held-out prompts: gold and reward-model reward, KL, p
 :func:`evaluate` samples one continuation per prompt with the KV-cached batched sampler
 (:func:`rlhf_gym.core.generation.sample`) and reports:
 
-* ``gold_reward`` — mean gold-judge score (VADER compound sentiment, the embedded world's stand-in for the
-  human; :class:`~rlhf_gym.rewards.gold.VaderGold`);
+* ``gold_reward`` — mean gold-judge score: the environment's task's gold (:attr:`rlhf_gym.tasks.Task.gold`;
+  VADER compound sentiment for ``sentiment``, the embedded world's stand-in for the human);
 * ``rm_reward`` — mean score of the environment's reward function (the learned reward model, or gold);
 * ``kl`` — mean over samples of ``Σ_t log π(a_t|s_t) − log π_ref(a_t|s_t)`` (k1, summed over the tokens of
   each sample) with π the sampling distribution (the policy at ``temperature``) and π_ref the environment's
@@ -21,7 +21,8 @@ Generated tokens run up to and including EOS (or the length cap); they are what 
 >>> import gymnasium as gym, rlhf_gym
 >>> from rlhf_gym.agents.evaluation import evaluate
 >>> env = gym.make("rlhf_gym/Sentiment-v0")
->>> metrics = evaluate(env.unwrapped.engine.ref, env, prompts="embedded:eval", n=8)
+>>> task = env.unwrapped.engine.task
+>>> metrics = evaluate(env.unwrapped.engine.ref, env, prompts=task.eval_prompts, n=8)
 >>> metrics["kl"]  # the reference evaluated against itself
 0.0
 >>> sorted(k for k in metrics if k != "samples")
@@ -42,8 +43,9 @@ from rlhf_gym.core.data import load_prompts
 from rlhf_gym.core.generation import left_pad, sample, token_logprobs
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.rewards.base import RewardFunction, as_reward_function, checked_scores
+from rlhf_gym.tasks import DEFAULT_TASK, Task, get_task
 
-__all__ = ["causal_lm_of", "distinct_n", "engine_of", "evaluate", "evaluate_sb3"]
+__all__ = ["causal_lm_of", "distinct_n", "engine_of", "evaluate", "evaluate_sb3", "task_of"]
 
 _LM_ATTRIBUTES = ("lm", "policy", "model")
 
@@ -78,6 +80,12 @@ def engine_of(env: Any):
         except AttributeError:
             pass
     raise ConfigError(f"{type(env).__name__} is not an rlhf_gym text-generation environment (it has no engine)")
+
+
+def task_of(engine: Any) -> Task:
+    """The task an engine was built for (``engine.task``), or the default task for one built without."""
+    task = getattr(engine, "task", None)
+    return task if isinstance(task, Task) else get_task(DEFAULT_TASK)
 
 
 def distinct_n(sequences: Sequence[Sequence[int]], n: int) -> float:
@@ -118,17 +126,15 @@ def evaluate(
         env: the environment whose reference model, tokenizer, reward function and length cap are used
             (a Gymnasium env, wrapped or not, a ``TextGenVecEnv`` or an SB3 ``VecEnv``).
         prompts: ``None`` (the environment's own prompts), a list of strings, or a source for
-            :func:`~rlhf_gym.core.data.load_prompts` such as ``"embedded:eval"`` (held out from training). The
+            :func:`~rlhf_gym.core.data.load_prompts` such as the task's ``eval_prompts`` (held out). The
             first ``n`` are used, cycled if there are fewer.
         max_new_tokens: defaults to the environment's length cap.
         temperature: sampling temperature; the KL is that of the tempered sampling distribution.
         seed: seeds the sampler; the same seed gives the same samples.
         reward_fn: replaces the environment's reward function for ``rm_reward``.
-        gold_fn: the gold judge (default VADER).
+        gold_fn: the gold judge (default: the gold of the environment's task, see :func:`task_of`).
         batch_size: prompts sampled per batch.
     """
-    from rlhf_gym.rewards.gold import VaderGold
-
     lm, engine = causal_lm_of(policy), engine_of(env)
     check_number(temperature, "temperature", low=0, low_open=True)
     check_int(batch_size, "batch_size", low=1)
@@ -137,7 +143,7 @@ def evaluate(
         check_int(max_new_tokens, "max_new_tokens", low=1)
     max_new_tokens = max_new_tokens or engine.max_new_tokens
     reward = as_reward_function(reward_fn) if reward_fn is not None else engine.reward_fn
-    gold = as_reward_function(gold_fn) if gold_fn is not None else VaderGold()
+    gold = as_reward_function(gold_fn) if gold_fn is not None else task_of(engine).make_gold()
     prompt_list = _resolve_prompts(prompts, engine, n)
     start = engine.tok.bos_token_id if engine.tok.bos_token_id is not None else engine.eos
     prompt_ids = [p or [start] for p in engine.tok(prompt_list, add_special_tokens=False)["input_ids"]]

@@ -45,7 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-new-tokens", type=int, default=16, help="continuation length cap (default 16)")
     p.add_argument("--eval-episodes", type=int, default=64, help="held-out prompts evaluated (default 64)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--model", default="embedded", help=argparse.SUPPRESS)  # tests use a tiny local model
+    p.add_argument("--task", default="sentiment", metavar="NAME",
+                   help="registered task whose prompts, gold judge and model are used (default sentiment)")
+    p.add_argument("--model", default=None, help=argparse.SUPPRESS)  # tests use a tiny local model
     p.add_argument("--wandb", choices=("online", "offline", "disabled"), default="disabled",
                    help="mirror the PPO run to W&B (default disabled)")
     p.set_defaults(func=run)
@@ -63,12 +65,13 @@ def run(args: argparse.Namespace) -> int:
     cfg = DemoConfig(out=out, model=args.model, prefs=args.prefs, comparisons=args.comparisons,
                      annotator_noise=args.annotator_noise, rm_epochs=args.rm_epochs, ppo_timesteps=args.ppo_steps,
                      beta=args.beta, max_new_tokens=args.max_new_tokens, eval_episodes=args.eval_episodes,
-                     seed=args.seed)
+                     seed=args.seed, task=args.task)
     console = Console(highlight=False)
     console.print(f"[bold]rlhf-gym demo[/] -> {out}")
     s = run_demo(cfg, console, wandb_mode=args.wandb)
 
-    table = Table(title=f"held-out evaluation, {cfg.eval_episodes} prompts (gold = VADER, never seen by the agent)")
+    table = Table(title=f"held-out evaluation, {cfg.eval_episodes} prompts "
+                        f"(gold = the {cfg.task} task's judge, never seen by the agent)")
     table.add_column("")
     short = {"gold_reward": "gold", "rm_reward": "RM", "kl": "KL", "perplexity": "ppl", "distinct_1": "dist-1",
              "distinct_2": "dist-2", "mean_length": "length"}

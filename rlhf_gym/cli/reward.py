@@ -84,6 +84,12 @@ def _parser(commands: argparse._SubParsersAction, name: str, help: str, descript
                                formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
+def _task_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", default="sentiment", metavar="NAME",
+                   help="registered task (rlhf_gym.tasks) whose prompts, model and gold judge are used "
+                        "(default sentiment)")
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same output (default 0)")
     add_wandb_flag(p)
@@ -98,8 +104,9 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _register_simulate(commands: argparse._SubParsersAction) -> None:
     p = _parser(
         commands, "simulate", "label comparisons of sampled continuations with simulated annotators",
-        "Samples continuations of embedded-world prompts with the shipped tiny GPT-2 at several temperatures, "
-        "scores them with the gold judge (VADER) and has simulated annotators compare them through a "
+        "Samples continuations of the task's prompts with its model (sentiment: the shipped tiny GPT-2 on "
+        "review openings) at several temperatures, scores them with the task's gold judge (sentiment: VADER) "
+        "and has simulated annotators compare them through a "
         "Bradley-Terry model with temperature and flip noise. Writes a preference file that `reward train` "
         "reads, plus FILE_STEM.metrics.jsonl (how often the labels agree with gold).", SIMULATE_EPILOG)
     p.add_argument("--out", metavar="FILE", required=True,
@@ -109,20 +116,20 @@ def _register_simulate(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=("pairs", "candidates", "rankings"), default="pairs",
                    help="pairs: {prompt, chosen, rejected}; candidates: {input_text, candidate1, candidate2, "
                         "human_preference}; rankings: {prompt, completions} best first (default pairs)")
-    p.add_argument("--annotators", default="3", metavar="SPEC",
+    p.add_argument("--annotators", default=None, metavar="SPEC",
                    help="a count ('3') or NAME[:TEMPERATURE[:FLIP_RATE]],... — each comparison is labelled by "
-                        "one of them, picked at random (default 3)")
-    p.add_argument("--temperature", type=float, default=0.05, metavar="T",
+                        "one of them, picked at random (default: the task's recipe; sentiment: 3)")
+    p.add_argument("--temperature", type=float, default=None, metavar="T",
                    help="Bradley-Terry temperature of annotators that name none, in gold units: 0 always "
-                        "picks the higher gold score, 0.05 errs mostly on near-ties (default 0.05)")
+                        "picks the higher gold score, 0.05 errs mostly on near-ties (default: the task's, 0.05)")
     p.add_argument("--flip-rate", type=float, default=0.0, metavar="F",
                    help="probability that an annotator that names none gives the opposite answer (default 0)")
     p.add_argument("--tie-threshold", type=float, default=0.0, metavar="D",
                    help="label a tie when the gold scores differ by less than D (default 0: no ties)")
-    p.add_argument("--prompts", default="embedded:train",
-                   help="prompt source: embedded:train, a .txt/.jsonl file, hf:NAME (default embedded:train)")
-    p.add_argument("--model", default="embedded",
-                   help="causal LM that samples the candidates: HF name or folder (default: the shipped one)")
+    p.add_argument("--prompts", default=None,
+                   help="prompt source: a .txt/.jsonl file, hf:NAME, ... (default: the task's training prompts)")
+    p.add_argument("--model", default=None,
+                   help="causal LM that samples the candidates: HF name or folder (default: the task's model)")
     p.add_argument("--sampling-temperatures", default="0.7,1.0,1.4", metavar="T1,T2,...",
                    help="sampling temperatures, cycled over each prompt's candidates (default 0.7,1.0,1.4)")
     p.add_argument("--candidates-per-prompt", type=int, default=4, metavar="K",
@@ -131,6 +138,7 @@ def _register_simulate(commands: argparse._SubParsersAction) -> None:
                    help="comparisons drawn from each prompt's candidates (default 2)")
     p.add_argument("--max-new-tokens", type=int, default=24, help="length cap of a continuation (default 24)")
     p.add_argument("--batch-size", type=int, default=64, help="prompts per generation batch (default 64)")
+    _task_flag(p)
     _common(p)
     p.set_defaults(func=run_simulate)
 
@@ -143,6 +151,7 @@ def run_simulate(args: argparse.Namespace) -> int:
         write_records,
         write_text_atomic,
     )
+    from rlhf_gym.tasks import get_task
 
     console = _setup(args)
     out = Path(args.out)
@@ -156,10 +165,15 @@ def run_simulate(args: argparse.Namespace) -> int:
         temperatures = tuple(float(t) for t in args.sampling_temperatures.split(","))
     except ValueError:
         raise ConfigError(f"--sampling-temperatures {args.sampling_temperatures!r}: expected numbers like 0.7,1.0") from None
+    task = get_task(args.task)
     cfg = SimulationConfig(
-        n_comparisons=args.n_comparisons, format=args.format, prompts=args.prompts, model=args.model,
-        annotators=parse_annotators(args.annotators, temperature=args.temperature, flip_rate=args.flip_rate,
-                                    seed=args.seed),
+        n_comparisons=args.n_comparisons, format=args.format,
+        prompts=args.prompts if args.prompts is not None else task.train_prompts,
+        model=args.model if args.model is not None else task.model, gold=task.make_gold,
+        annotators=parse_annotators(
+            args.annotators if args.annotators is not None else task.annotators,
+            temperature=args.temperature if args.temperature is not None else task.annotator_temperature,
+            flip_rate=args.flip_rate, seed=args.seed),
         temperatures=temperatures, candidates_per_prompt=args.candidates_per_prompt,
         pairs_per_prompt=args.pairs_per_prompt, max_new_tokens=args.max_new_tokens,
         tie_threshold=args.tie_threshold, batch_size=args.batch_size, seed=args.seed)
@@ -208,7 +222,8 @@ def _register_train(commands: argparse._SubParsersAction) -> None:
         TRAIN_EPILOG)
     p.add_argument("--prefs", metavar="FILE", required=True, help="preference file (.jsonl/.csv) or dataset folder")
     p.add_argument("--out", metavar="DIR", required=True, help="reward-model folder to create")
-    p.add_argument("--base-model", default="embedded", help="HF name or folder to start from (default: the shipped tiny GPT-2)")
+    p.add_argument("--base-model", default=None,
+                   help="HF name or folder to start from (default: the task's model, for sentiment the shipped tiny GPT-2)")
     p.add_argument("--epochs", type=int, default=d.epochs, help=f"maximum passes over the training pairs (default {d.epochs})")
     p.add_argument("--lr", type=float, default=d.lr, help=f"AdamW learning rate (default {d.lr:g})")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"pairs per optimiser step (default {d.batch_size})")
@@ -221,6 +236,7 @@ def _register_train(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--center-rewards", type=float, default=d.center_rewards_coefficient, metavar="COEF",
                    help="weight of the mean((r+ + r-)^2) term that keeps rewards near 0 (default 0; try 0.01)")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA when available)")
+    _task_flag(p)
     _common(p)
     p.set_defaults(func=run_train)
 
@@ -229,13 +245,15 @@ def run_train(args: argparse.Namespace) -> int:
     from rlhf_gym.rewards.preferences import load_preferences
     from rlhf_gym.rewards.rm_train import RewardModelConfig, train_reward_model
     from rlhf_gym.runner.tracking import Tracker
+    from rlhf_gym.tasks import get_task
 
     console = _setup(args)
     out = Path(args.out)
     check_output(out)
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"--out {out} already exists and is not empty; choose a new folder or delete it")
-    cfg = RewardModelConfig(base_model=None if args.base_model == "embedded" else args.base_model, lr=args.lr,
+    base_model = args.base_model if args.base_model is not None else get_task(args.task).model
+    cfg = RewardModelConfig(base_model=None if base_model == "embedded" else base_model, lr=args.lr,
                             epochs=args.epochs, batch_size=args.batch_size, max_length=args.max_length,
                             val_fraction=args.val_fraction, early_stopping_patience=args.patience,
                             center_rewards_coefficient=args.center_rewards, seed=args.seed, device=args.device)
@@ -279,16 +297,17 @@ def _register_eval(commands: argparse._SubParsersAction) -> None:
         "Scores both sides of every pair: accuracy (share of non-tie pairs where the chosen side scores "
         "higher), mean margin r_chosen - r_rejected, a calibration table of predicted σ(r_a - r_b) against "
         "observed preference, and ECE (expected calibration error). With --fresh N it also samples N fresh "
-        "continuations of held-out embedded:eval prompts and reports the Spearman rank correlation with the gold "
+        "continuations of the task's held-out eval prompts and reports the Spearman rank correlation with the gold "
         "judge and the pairwise accuracy against gold on same-prompt pairs.", EVAL_EPILOG)
     p.add_argument("--model", metavar="DIR", required=True, help="reward-model folder written by `reward train`")
     p.add_argument("--prefs", metavar="FILE", required=True, help="held-out preference file or dataset folder")
     p.add_argument("--fresh", type=int, default=None, metavar="N",
-                   help="fresh embedded-world texts to compare with the gold judge (default 512 for a reward "
-                        "model built on the shipped tiny GPT-2, else 0 = skip)")
+                   help="fresh texts (continuations of the task's eval prompts) to compare with its gold judge "
+                        "(default 512 for a reward model built on the task's model, else 0 = skip)")
     p.add_argument("--out", metavar="DIR", help="where to write metrics.jsonl, eval.json and samples.jsonl "
                    "(default MODEL/eval; replaced atomically)")
     p.add_argument("--batch-size", type=int, default=64, help="texts per forward pass (default 64)")
+    _task_flag(p)
     _common(p)
     p.set_defaults(func=run_eval)
 
@@ -299,20 +318,22 @@ def run_eval(args: argparse.Namespace) -> int:
     from rlhf_gym.rewards.preferences import load_preferences
     from rlhf_gym.rewards.rm_train import evaluate_reward_model
     from rlhf_gym.runner.tracking import Tracker
+    from rlhf_gym.tasks import get_task
 
     console = _setup(args)
     reward = LearnedReward(args.model, normalize=False, batch_size=args.batch_size)
     pairs = load_preferences(args.prefs)
     out = check_output(Path(args.out) if args.out else Path(args.model) / "eval")
-    fresh = args.fresh if args.fresh is not None else (512 if _built_on_embedded(Path(args.model)) else 0)
+    task = get_task(args.task)
+    fresh = args.fresh if args.fresh is not None else (512 if _built_on(Path(args.model), task.model) else 0)
     if fresh < 0:
         raise ConfigError(f"--fresh must be >= 0, got {fresh}")
     result = evaluate_reward_model(reward, pairs)
     metrics: dict[str, Any] = {f"eval/{k}": v for k, v in result.items() if k != "calibration"}
     samples: list[dict[str, Any]] = []
     if fresh:
-        groups = fresh_texts(fresh, generator=CandidateGenerator(seed=args.seed + 1234),
-                             progress=not args.no_progress)
+        generator = CandidateGenerator(task.model, seed=args.seed + 1234, gold=task.make_gold)
+        groups = fresh_texts(fresh, prompts=task.eval_prompts, generator=generator, progress=not args.no_progress)
         gold, samples = gold_agreement(reward, groups)
         metrics.update(gold)
     with atomic_dir(out) as staging:
@@ -339,13 +360,13 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _built_on_embedded(model_dir: Path) -> bool:
-    """Whether the reward model was trained from the shipped tiny GPT-2 (its reward_stats.json says so)."""
+def _built_on(model_dir: Path, base: str) -> bool:
+    """Whether the reward model was trained from ``base`` (its reward_stats.json says so; None = embedded)."""
     try:
         stats = json.loads((model_dir / "reward_stats.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return False
-    return stats.get("config", {}).get("base_model") in (None, "embedded")
+    return stats.get("config", {}).get("base_model") in ((None, "embedded") if base == "embedded" else (base,))
 
 
 # ------------------------------------------------------------------------------------------------ helpers

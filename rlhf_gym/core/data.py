@@ -22,6 +22,9 @@ from rlhf_gym.core.jsonio import parse_json
 from rlhf_gym.errors import DataError
 from rlhf_gym.io import read_text
 
+#: The prompt sources used when a lower floor (rewards) is given none: the default task's train/eval splits.
+DEFAULT_TRAIN_PROMPTS = "embedded:train"
+DEFAULT_EVAL_PROMPTS = "embedded:eval"
 EMBEDDED_SEEDS = {"train": 100, "eval": 101}
 
 

@@ -1,6 +1,8 @@
 """Gymnasium registration of the environments, and what makes them safe in worker processes.
 
-Every id in :data:`ENV_IDS` is registered when :mod:`rlhf_gym` is imported. The entry points are the two
+Every registered task (:mod:`rlhf_gym.tasks`) has an id, ``rlhf_gym/<Name>-v<version>``, registered by
+:func:`rlhf_gym.tasks.register_task`; the built-in ones are in :data:`ENV_IDS` once :mod:`rlhf_gym` is
+imported. The entry points are the two
 factories below, not the env classes, so that an environment created in a worker process is safe there:
 
 * **fork.** A process forked after torch ran a parallel region (any model forward) inherits OpenMP's
@@ -28,13 +30,13 @@ import torch
 
 from rlhf_gym.envs.textgen import TextGenEnv
 from rlhf_gym.envs.vector import TextGenVecEnv
+from rlhf_gym.tasks import env_kwargs, list_tasks, register_env_id
 
 __all__ = ["ENV_IDS", "register_envs", "make_text_env", "make_text_vec_env", "fork_safe_torch",
            "make_async"]
 
-ENV_IDS = {
-    "rlhf_gym/Sentiment-v0": dict(model="embedded", prompts="embedded:train", reward="gold"),
-}
+#: The built-in tasks' ids and their registered keyword arguments (the task's name).
+ENV_IDS = {task.env_id: env_kwargs(task) for task in list_tasks()}
 
 # The process that imported this module, then each forked process once it has been made safe.
 _safe_pid = os.getpid()
@@ -73,15 +75,9 @@ make_text_vec_env.metadata = TextGenVecEnv.metadata  # type: ignore[attr-defined
 
 
 def register_envs() -> None:
-    """Registers every id in :data:`ENV_IDS` that is not registered yet."""
-    for env_id, kwargs in ENV_IDS.items():
-        if env_id not in gym.registry:
-            gym.register(
-                id=env_id,
-                entry_point="rlhf_gym.envs.registration:make_text_env",
-                vector_entry_point="rlhf_gym.envs.registration:make_text_vec_env",
-                kwargs=kwargs,
-            )
+    """Registers every registered task's id that Gymnasium does not hold (one removed from its registry)."""
+    for task in list_tasks():
+        register_env_id(task)
 
 
 def make_async(

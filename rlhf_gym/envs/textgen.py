@@ -45,6 +45,7 @@ from rlhf_gym.envs.engine import EpisodeEngine, check_min_new_tokens
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.rewards import make_reward
 from rlhf_gym.rewards.base import RewardFunction
+from rlhf_gym.tasks import DEFAULT_TASK, Task, get_task
 
 ModelArg = str | Path | PreTrainedModel | None
 
@@ -61,11 +62,20 @@ def build_engine(
     max_prompt_tokens: int | None,
     device: str | torch.device | None,
     min_new_tokens: int = 0,
+    task: str | Task | None = None,
 ) -> EpisodeEngine:
     """Resolves the environment's keyword arguments into an :class:`EpisodeEngine` (shared by both envs).
 
-    Every argument is checked before a model is loaded, so a typo costs no loading time.
+    ``task`` (default ``sentiment``) fills what is not given: ``model=None`` is its model (and tokenizer),
+    ``prompts=None`` its training prompts, ``reward="gold"`` its gold judge; the engine keeps it as
+    ``engine.task`` (evaluation reads its gold from there). Every argument is checked before a model is
+    loaded, so a typo costs no loading time.
     """
+    task = get_task(DEFAULT_TASK if task is None else task)
+    if model is None:
+        model, tokenizer = task.model, tokenizer if tokenizer is not None else task.tokenizer
+    if prompts is None:
+        prompts = task.train_prompts
     device = resolve_device(device, "device")
     check_number(beta, "beta", low=0)
     check_int(max_new_tokens, "max_new_tokens", low=1)
@@ -87,10 +97,13 @@ def build_engine(
         ref = load_causal_lm(model, device=device)
     tok = load_tokenizer(tokenizer if tokenizer is not None else (
         resolve_model_path(model) if not isinstance(model, PreTrainedModel) else model.config.name_or_path))
-    return EpisodeEngine(
-        ref, tok, prompt_list, make_reward(reward), num_rows=num_rows, beta=beta, kl_estimator=kl_estimator,
+    reward_fn = make_reward(reward, gold=task.make_gold)
+    engine = EpisodeEngine(
+        ref, tok, prompt_list, reward_fn, num_rows=num_rows, beta=beta, kl_estimator=kl_estimator,
         max_new_tokens=max_new_tokens, max_prompt_tokens=max_prompt_tokens, min_new_tokens=min_new_tokens,
     )
+    engine.task = task
+    return engine
 
 
 def observation_space(engine: EpisodeEngine) -> spaces.Dict:
@@ -178,11 +191,13 @@ class TextGenEnv(gym.Env):
 
     Args:
         model: the frozen reference model, which also fixes the action space: a hub name (``"gpt2"``), a
-            local directory, ``"embedded"`` (the shipped tiny review GPT-2) or a loaded model (used as is).
+            local directory, ``"embedded"`` (the shipped tiny review GPT-2), a loaded model (used as is), or
+            None (default): the task's model.
         tokenizer: defaults to the model's; it must not have more tokens than the model has embeddings.
-        prompts: a list of strings or a source for :func:`rlhf_gym.core.data.load_prompts`
-            (``"embedded:train"``, a ``.txt``/``.jsonl`` file, ``"hf:imdb"``, a dataset folder).
-        reward: ``"gold"`` (VADER), a reward-model or classifier directory, a :class:`RewardFunction`, or a
+        prompts: a list of strings or a source for :func:`rlhf_gym.core.data.load_prompts` (a
+            ``.txt``/``.jsonl`` file, ``"hf:imdb"``, a dataset folder); None (default): the task's training
+            prompts.
+        reward: ``"gold"`` (the task's gold judge), a reward-model or classifier directory, a :class:`RewardFunction`, or a
             callable ``fn(prompts, completions) -> floats``.
         beta: KL coefficient β (>= 0).
         kl_estimator: ``"k1"``, ``"k2"`` or ``"k3"``, used on steps whose action's log-prob the agent gave
@@ -199,15 +214,17 @@ class TextGenEnv(gym.Env):
         min_new_tokens: EOS is not a valid action before this many tokens (it is left out of :meth:`action_masks`).
         text_info: put the texts (``prompt``, ``completion``) in ``info``; False for clients that need every
             info value to be numeric (TorchRL's info readers).
+        task: a registered task's name or a :class:`~rlhf_gym.tasks.Task` (default ``"sentiment"``): the
+            model, prompts and gold judge that ``None``/``"gold"`` stand for. Registered ids pass it.
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
 
     def __init__(
         self,
-        model: ModelArg = "embedded",
+        model: ModelArg = None,
         tokenizer: str | PreTrainedTokenizerBase | None = None,
-        prompts: str | Path | Sequence[str] = "embedded:train",
+        prompts: str | Path | Sequence[str] | None = None,
         reward: str | RewardFunction | Callable = "gold",
         beta: float = 0.05,
         kl_estimator: str = "k1",
@@ -220,6 +237,7 @@ class TextGenEnv(gym.Env):
         action_mask_min_tokens: int = 100,
         min_new_tokens: int = 0,
         text_info: bool = True,
+        task: str | Task | None = None,
     ):
         check_render_mode(render_mode, self.metadata["render_modes"], "TextGenEnv")
         self.text_info = check_text_info(text_info)
@@ -228,7 +246,7 @@ class TextGenEnv(gym.Env):
             check_number(action_mask_top_p, "action_mask_top_p", low=0, high=1, low_open=True)
         check_int(action_mask_min_tokens, "action_mask_min_tokens", low=1)
         self.engine = build_engine(1, model, tokenizer, prompts, reward, beta, kl_estimator, max_new_tokens,
-                                   max_prompt_tokens, device, min_new_tokens)
+                                   max_prompt_tokens, device, min_new_tokens, task)
         self.observation_space = observation_space(self.engine)
         self.action_space = spaces.Discrete(self.engine.vocab_size)
         self.render_mode, self._initial_seed, self._done = render_mode, seed, True

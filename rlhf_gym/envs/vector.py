@@ -59,6 +59,7 @@ from rlhf_gym.envs.textgen import (
 )
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.rewards.base import RewardFunction
+from rlhf_gym.tasks import Task
 
 AUTORESET_MODES = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.SAME_STEP,
                    "disabled": AutoresetMode.DISABLED}
@@ -86,9 +87,9 @@ class TextGenVecEnv(VectorEnv):
     def __init__(
         self,
         num_envs: int = 8,
-        model: ModelArg = "embedded",
+        model: ModelArg = None,
         tokenizer: str | PreTrainedTokenizerBase | None = None,
-        prompts: str | Path | Sequence[str] = "embedded:train",
+        prompts: str | Path | Sequence[str] | None = None,
         reward: str | RewardFunction | Callable = "gold",
         beta: float = 0.05,
         kl_estimator: str = "k1",
@@ -102,6 +103,7 @@ class TextGenVecEnv(VectorEnv):
         min_new_tokens: int = 0,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         text_info: bool = True,
+        task: str | Task | None = None,
     ):
         num_envs = check_int(num_envs, "num_envs", low=1)
         self.text_info = check_text_info(text_info)
@@ -112,7 +114,7 @@ class TextGenVecEnv(VectorEnv):
             check_number(action_mask_top_p, "action_mask_top_p", low=0, high=1, low_open=True)
         check_int(action_mask_min_tokens, "action_mask_min_tokens", low=1)
         self.engine = build_engine(num_envs, model, tokenizer, prompts, reward, beta, kl_estimator,
-                                   max_new_tokens, max_prompt_tokens, device, min_new_tokens)
+                                   max_new_tokens, max_prompt_tokens, device, min_new_tokens, task)
         self.num_envs = num_envs
         self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}  # this instance's copy
         self.single_observation_space = observation_space(self.engine)

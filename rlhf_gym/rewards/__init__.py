@@ -13,10 +13,12 @@ __all__ = ["RewardFunction", "CallableReward", "as_reward_function", "checked_sc
 GOLD_NAMES = ("gold", "vader")
 
 
-def make_reward(spec: str | Path | RewardFunction | Callable, **kwargs) -> RewardFunction:
+def make_reward(spec: str | Path | RewardFunction | Callable, *, gold: Callable[[], RewardFunction] | None = None,
+                **kwargs) -> RewardFunction:
     """Builds a reward function from a spec.
 
-    * ``"gold"`` / ``"vader"`` — the embedded world's gold judge (VADER compound sentiment);
+    * ``"gold"`` — the task's gold judge: ``gold()`` when the caller passes its task's factory (envs and the
+      runner do), else the default task's (VADER compound sentiment); ``"vader"`` — VADER by name;
     * a directory holding ``reward_stats.json`` — a reward model trained by ``rlhf-gym reward train``;
     * ``"classifier:NAME_OR_DIR@LABEL"`` or any other model directory — a sequence classifier's label
       logit (``kwargs`` go to :class:`~rlhf_gym.rewards.classifier.ClassifierReward`);
@@ -25,10 +27,12 @@ def make_reward(spec: str | Path | RewardFunction | Callable, **kwargs) -> Rewar
     if not isinstance(spec, str | Path):
         return as_reward_function(spec)
     text = str(spec)
+    if text == "gold" and gold is not None:
+        return as_reward_function(gold())
     if text in GOLD_NAMES:
-        from rlhf_gym.rewards.gold import VaderGold
+        from rlhf_gym.rewards.gold import named_judge
 
-        return VaderGold()
+        return named_judge(text)
     if text.startswith("classifier:"):
         from rlhf_gym.rewards.classifier import ClassifierReward
 

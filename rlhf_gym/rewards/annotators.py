@@ -1,8 +1,10 @@
-"""Simulated annotators: preference data for the embedded world, labelled from the gold judge.
+"""Simulated annotators: preference data for a task, labelled from its gold judge.
 
-:func:`simulate_preferences` takes prompts (``embedded:train`` by default), samples several continuations of
-each with the shipped tiny GPT-2 at several temperatures (KV-cached, batched), scores them with the gold
-judge (:class:`~rlhf_gym.rewards.gold.VaderGold`) and has annotators (:class:`Annotator`) compare them. An
+:func:`simulate_preferences` takes prompts (the task's training prompts; the default task's when none are
+given), samples several continuations of each with a causal LM (the shipped tiny GPT-2 by default) at
+several temperatures (KV-cached, batched), scores them with the gold judge (``SimulationConfig.gold``: the
+task's, e.g. ``rlhf_gym.tasks.get_task("sentiment").make_gold``; the default task's when None) and has
+annotators (:class:`Annotator`) compare them. An
 annotator follows a Bradley–Terry model of the gold score with temperature ``T`` and flips its answer with
 probability ``f``::
 
@@ -39,9 +41,10 @@ import numpy as np
 import torch
 
 from rlhf_gym.core.checks import check_fields, check_int, device_name, is_blank, resolve_device
+from rlhf_gym.core.data import DEFAULT_EVAL_PROMPTS, DEFAULT_TRAIN_PROMPTS
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.io import write_text_atomic
-from rlhf_gym.rewards.base import RewardFunction, checked_scores
+from rlhf_gym.rewards.base import RewardFunction, as_reward_function, checked_scores
 from rlhf_gym.rewards.preferences import PreferencePair, parse_record
 
 FORMATS = ("pairs", "candidates", "rankings")
@@ -137,6 +140,20 @@ def parse_annotators(
     return [Annotator(n, t, f, seed + 1000 * i) for i, (n, t, f) in enumerate(items)]
 
 
+def resolve_gold(gold: Any = None) -> RewardFunction:
+    """The gold judge from what a task gives: a RewardFunction (used as is), a factory ``() -> RewardFunction``
+    (a task's ``gold`` or ``make_gold``), or None (the default task's judge)."""
+    if gold is None:
+        from rlhf_gym.rewards.gold import named_judge
+
+        return named_judge()
+    if hasattr(gold, "score") and not isinstance(gold, type):
+        return gold
+    if not callable(gold):
+        raise ConfigError(f"gold={gold!r} is invalid: a reward function or a factory () -> reward function")
+    return as_reward_function(gold())
+
+
 @dataclass
 class SimulationConfig:
     """What :func:`simulate_preferences` generates and how it is labelled."""
@@ -144,7 +161,7 @@ class SimulationConfig:
     n_comparisons: int = 1000  # labelled records: pairs, or rankings in the "rankings" format
     annotators: Sequence[Annotator] = (Annotator("annotator"),)
     format: str = "pairs"  # "pairs" {prompt, chosen, rejected}, "candidates" or "rankings"
-    prompts: Any = "embedded:train"  # anything load_prompts accepts
+    prompts: Any = DEFAULT_TRAIN_PROMPTS  # anything load_prompts accepts (the default task's training prompts)
     model: Any = None  # policy generating candidates: HF name, local dir, or None = the shipped tiny GPT-2
     temperatures: Sequence[float] = (0.7, 1.0, 1.4)  # sampling temperatures, cycled over candidates
     candidates_per_prompt: int = 4  # continuations sampled per prompt (K in the rankings format)
@@ -154,6 +171,7 @@ class SimulationConfig:
     batch_size: int = 64  # prompts per generation batch
     seed: int = 0
     device: str | None = None  # None = CUDA when available
+    gold: Any = None  # the gold judge: a RewardFunction or a factory () -> one (a task's make_gold); None = default task's
 
     def __post_init__(self) -> None:
         self.device = device_name(self.device, "simulation config: device")
@@ -199,9 +217,8 @@ class CandidateGenerator:
     """Samples continuations with a causal LM (KV-cached, batched) and scores them with the gold judge."""
 
     def __init__(self, model: Any = None, *, device: str | None = None, max_new_tokens: int = 24,
-                 batch_size: int = 64, seed: int = 0):
+                 batch_size: int = 64, seed: int = 0, gold: Any = None):
         from rlhf_gym.core.models import load_causal_lm, load_tokenizer
-        from rlhf_gym.rewards.gold import VaderGold
 
         device = resolve_device(device, "device") or torch.device("cuda" if torch.cuda.is_available() else "cpu")
         check_int(max_new_tokens, "max_new_tokens", low=1)
@@ -210,7 +227,7 @@ class CandidateGenerator:
         self.model = load_causal_lm(model, device=device)
         self.tokenizer = load_tokenizer(model)
         self.tokenizer.padding_side = "left"  # sample() wants the newest token in the last column
-        self.gold = VaderGold()
+        self.gold = resolve_gold(gold)
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
         self.generator = torch.Generator(device=device).manual_seed(seed)
 
@@ -267,7 +284,7 @@ def simulate_preferences(
     cfg = config or SimulationConfig()
     started = time.perf_counter()
     gen = generator or CandidateGenerator(cfg.model, device=cfg.device, max_new_tokens=cfg.max_new_tokens,
-                                          batch_size=cfg.batch_size, seed=cfg.seed)
+                                          batch_size=cfg.batch_size, seed=cfg.seed, gold=cfg.gold)
     rng = random.Random(cfg.seed)
     streams = {a.name: random.Random(a.seed) for a in cfg.annotators}
     per_prompt = 1 if cfg.format == "rankings" else cfg.pairs_per_prompt
@@ -371,17 +388,20 @@ def _average_ranks(x: np.ndarray) -> np.ndarray:
 def fresh_texts(
     n_texts: int = 512,
     *,
-    prompts: Any = "embedded:eval",
+    prompts: Any = DEFAULT_EVAL_PROMPTS,
     generator: CandidateGenerator | None = None,
     per_prompt: int = 4,
     temperatures: Sequence[float] = (0.7, 1.0, 1.4),
     seed: int = 1234,
     progress: bool = True,
+    gold: Any = None,
 ) -> list[tuple[str, list[Candidate]]]:
-    """About ``n_texts`` fresh continuations of held-out prompts, ``per_prompt`` each: ``(prompt, candidates)``."""
+    """About ``n_texts`` fresh continuations of held-out prompts, ``per_prompt`` each: ``(prompt, candidates)``.
+
+    ``prompts`` and ``gold`` (see :func:`resolve_gold`) are the task's; a given ``generator`` brings its own gold."""
     from rlhf_gym.core.data import load_prompts
 
-    gen = generator or CandidateGenerator(seed=seed)
+    gen = generator or CandidateGenerator(seed=seed, gold=gold)
     prompt_list = load_prompts(prompts, n=math.ceil(n_texts / per_prompt))
     with _progress_bar(progress, "sampling fresh texts", total=len(prompt_list) * per_prompt) as bar:
         candidates = gen.candidates(prompt_list, temperatures, per_prompt, bar)

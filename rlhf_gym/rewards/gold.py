@@ -1,4 +1,5 @@
-"""The gold judge of the embedded world: VADER compound sentiment of the continuation.
+"""The gold judge of the ``sentiment`` task (:mod:`rlhf_gym.tasks.sentiment`): VADER compound sentiment of
+the continuation.
 
 Nobody on this project wrote VADER, so it stands in for the human. Simulated annotators label
 comparisons from it, reward models learn to imitate it, and "gold reward" in evaluation means this
@@ -32,3 +33,12 @@ class VaderGold:
 
     def __repr__(self) -> str:
         return "VaderGold()"
+
+
+#: Gold judges by the names ``make_reward`` accepts without a task (``"gold"`` means the default one).
+JUDGES = {"vader": VaderGold}
+
+
+def named_judge(name: str = "gold"):
+    """A fresh gold judge by name: ``"vader"``, or ``"gold"`` for the default task's (VADER)."""
+    return JUDGES["vader" if name == "gold" else name]()

@@ -104,7 +104,7 @@ def plan(agents: Sequence[str], envs: Sequence[str], seeds: int, out: str | Path
             elif getattr(cfg.agent.config, "ptx_coef", 0) > 0:
                 from rlhf_gym.runner.ptx import load_ptx_texts
 
-                load_ptx_texts(cfg.agent.config.ptx_data)
+                load_ptx_texts(cfg.agent.config.ptx_data, cfg.env.task_spec())
     return runs
 
 

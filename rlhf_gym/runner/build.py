@@ -91,7 +91,7 @@ def make_env(cfg: ResolvedConfig, prompts: list[str] | None = None, reward: Any 
         prompts=prompts if prompts is not None else env_prompts(e),
         reward=reward if reward is not None else e.reward, beta=e.beta, kl_estimator=e.kl_estimator,
         max_new_tokens=e.max_new_tokens, max_prompt_tokens=e.max_prompt_tokens, min_new_tokens=e.min_new_tokens,
-        device=resolve_device(cfg.run.device), seed=cfg.run.seed,
+        device=resolve_device(cfg.run.device), seed=cfg.run.seed, task=e.task_spec(),
     )
 
 
@@ -101,7 +101,7 @@ def make_gold(cfg: ResolvedConfig, env: TextGenVecEnv) -> RewardFunction | None:
         return None
     if cfg.env.gold == cfg.env.reward:
         return env.engine.reward_fn
-    return make_reward(cfg.env.gold)
+    return make_reward(cfg.env.gold, gold=cfg.env.task_spec().make_gold)
 
 
 def agent_class(cfg: ResolvedConfig) -> Any:

@@ -56,12 +56,13 @@ def opt(default: Any, doc: str, *, ge: float | None = None, gt: float | None = N
 class EnvConfig:
     """The environment: what is generated from what, and how it is rewarded (``envs/*.yaml``)."""
 
-    task: str = opt("sentiment", "short name of the task, used in tables and W&B")
-    model: str = opt("embedded", "reference model and policy init: 'embedded', a hub name or a local dir")
-    tokenizer: str | None = opt(None, "tokenizer name or dir; null = the model's")
-    prompts: str = opt("embedded:train", "training prompts: 'embedded:train', a .txt/.jsonl file, 'hf:NAME' or a dataset dir")
+    task: str = opt("sentiment", "a registered task or MODULE:NAME (rlhf_gym.tasks: its model, prompts and gold "
+                    "fill the nulls below), or a label for tables and W&B (then the default task, sentiment, does)")
+    model: str | None = opt(None, "reference model and policy init: 'embedded', a hub name or a local dir; null = the task's")
+    tokenizer: str | None = opt(None, "tokenizer name or dir; null = the task's, else the model's")
+    prompts: str | None = opt(None, "training prompts: a task source, a .txt/.jsonl file, 'hf:NAME' or a dataset dir; null = the task's")
     split: str = opt("train", "dataset split of the training prompts (hub datasets and dataset dirs)")
-    eval_prompts: str = opt("embedded:eval", "held-out evaluation prompts (same forms as prompts)")
+    eval_prompts: str | None = opt(None, "held-out evaluation prompts (same forms as prompts); null = the task's")
     eval_split: str = opt("test", "dataset split of the evaluation prompts")
     prompt_column: str | None = opt(None, "dataset column holding the prompt text; null = prompt/text/query")
     prompt_words: int | None = opt(None, "cut dataset texts to their first N words (IMDB-style prompts)", ge=1)
@@ -75,6 +76,25 @@ class EnvConfig:
     min_new_tokens: int = opt(0, "EOS is refused before this many tokens (at most max_new_tokens; 0 = always allowed)", ge=0)
     max_prompt_tokens: int | None = opt(None, "longest allowed prompt in tokens; null = the longest prompt", ge=1)
     num_envs: int = opt(16, "episodes held at once by the batched environment", ge=1)
+
+    def __post_init__(self) -> None:
+        task = self.task_spec()
+        if self.model is None:
+            self.model = task.model
+            if self.tokenizer is None:
+                self.tokenizer = task.tokenizer
+        if self.prompts is None:
+            self.prompts = task.train_prompts
+        if self.eval_prompts is None:
+            self.eval_prompts = task.eval_prompts
+
+    def task_spec(self) -> Any:
+        """The :class:`~rlhf_gym.tasks.Task` this environment runs: ``task`` if registered (or ``MODULE:NAME``,
+        which imports the module that registers it), else the default task (``task`` is then a label)."""
+        from rlhf_gym.tasks import DEFAULT_TASK, MODULE_TASK, get_task, list_tasks
+
+        names = {t.name for t in list_tasks()}
+        return get_task(self.task if self.task in names or MODULE_TASK.match(self.task) else DEFAULT_TASK)
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The whole RLHF pipeline on the embedded world, as ``rlhf-gym demo`` runs it.
+"""The whole RLHF pipeline on a task (default ``sentiment``, the embedded world), as ``rlhf-gym demo`` runs it.
 
 1. **comparisons** — the shipped tiny GPT-2 continues review openings; simulated annotators (Bradley–Terry
    on the gold judge, with noise) say which of two continuations they prefer
@@ -41,7 +41,8 @@ class DemoConfig:
     """Sizes of the demo; the defaults fit in under 10 minutes on 2 CPU cores."""
 
     out: Path
-    model: str = "embedded"  # the world's model: annotated candidates, reward-model init, reference and policy
+    model: str | None = None  # annotated candidates, reward-model init, reference and policy; None = the task's
+    task: str = "sentiment"  # the registered task: its prompts, gold judge and (by default) model
     prefs: str | None = None  # a preference file to use instead of simulated comparisons
     comparisons: int = 600  # simulated comparisons
     annotator_noise: float = 0.1  # flip rate of the simulated annotators
@@ -54,6 +55,10 @@ class DemoConfig:
     agent: dict[str, Any] = field(default_factory=lambda: dict(DEMO_AGENT))
 
     def __post_init__(self) -> None:
+        from rlhf_gym.tasks import get_task
+
+        if self.model is None:
+            self.model = get_task(self.task).model
         checks = {"comparisons": self.comparisons >= 10, "rm_epochs": self.rm_epochs >= 1,
                   "ppo_timesteps": self.ppo_timesteps >= 1, "beta": self.beta >= 0,
                   "max_new_tokens": self.max_new_tokens >= 1, "eval_episodes": self.eval_episodes >= 1,
@@ -87,7 +92,9 @@ def _run_demo(cfg: DemoConfig, out: Path, user_pairs: Any, console: Console, wan
     from rlhf_gym.rewards.preferences import save_preferences
     from rlhf_gym.runner.config import resolve
     from rlhf_gym.runner.train import train
+    from rlhf_gym.tasks import get_task
 
+    task = get_task(cfg.task)
     timings: dict[str, float] = {}
     start = time.perf_counter()
 
@@ -101,6 +108,7 @@ def _run_demo(cfg: DemoConfig, out: Path, user_pairs: Any, console: Console, wan
         annotators = parse_annotators(f"careful:0.05:0,noisy:0.1:{cfg.annotator_noise}", seed=cfg.seed)
         sim = simulate_preferences(SimulationConfig(
             n_comparisons=cfg.comparisons, annotators=annotators, model=None if cfg.model == "embedded" else cfg.model,
+            prompts=task.train_prompts, gold=task.make_gold,
             max_new_tokens=cfg.max_new_tokens, seed=cfg.seed))
         pairs, sim_stats = sim.pairs, {k: v for k, v in sim.stats.items() if isinstance(v, int | float)}
         console.print(f"{len(pairs)} comparisons by 2 simulated annotators (Bradley–Terry on the gold judge; one "
@@ -122,7 +130,7 @@ def _run_demo(cfg: DemoConfig, out: Path, user_pairs: Any, console: Console, wan
                   f"held-out pairs -> {out / 'reward-model'}")
 
     console.rule("[bold]3/4 PPO against the reward model (with the KL penalty), 4/4 evaluation on the gold judge")
-    env = {"task": "sentiment-rm", "model": cfg.model, "prompts": "embedded:train", "eval_prompts": "embedded:eval",
+    env = {"task": cfg.task, "model": cfg.model, "prompts": task.train_prompts, "eval_prompts": task.eval_prompts,
            "reward": str(out / "reward-model"), "gold": "gold", "beta": cfg.beta, "max_new_tokens": cfg.max_new_tokens,
            "num_envs": cfg.agent.get("batch_size", 32)}
     run = {"total_timesteps": cfg.ppo_timesteps, "seed": cfg.seed, "eval_every": 5,

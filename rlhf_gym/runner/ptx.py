@@ -11,7 +11,8 @@ gradient clipping applies to the sum.
 Agent config fields (added to every native algorithm's config by :func:`with_ptx`):
 
 * ``ptx_coef`` — γ; 0 (the default) turns it off and the agent behaves exactly as without the mixin;
-* ``ptx_data`` — the pretraining text: ``embedded`` (the embedded world's pretraining corpus), a ``.txt``
+* ``ptx_data`` — the pretraining text: ``task`` or ``embedded`` (the env's task's pretraining text,
+  :attr:`rlhf_gym.tasks.Task.pretraining_text`), a ``.txt``
   (one text per line) or ``.jsonl`` file (``text`` field), ``hf:NAME`` or a dataset directory;
 * ``ptx_batch_size`` — texts per ptx batch; ``ptx_max_length`` — tokens kept per text.
 
@@ -47,7 +48,7 @@ def ptx_config_class(base: type) -> type:
         ptx_coef: float = dataclasses.field(default=0.0, metadata={
             "doc": "γ: weight of the pretraining LM loss mixed into every update (InstructGPT's PPO-ptx); 0 = off"})
         ptx_data: str = dataclasses.field(default="embedded", metadata={
-            "doc": "pretraining text: 'embedded', a .txt/.jsonl file, 'hf:NAME' or a dataset dir"})
+            "doc": "pretraining text: 'embedded' or 'task' (the task's), a .txt/.jsonl file, 'hf:NAME' or a dataset dir"})
         ptx_batch_size: int = dataclasses.field(default=8, metadata={"doc": "texts per pretraining batch"})
         ptx_max_length: int = dataclasses.field(default=64, metadata={"doc": "tokens kept per pretraining text"})
 
@@ -65,12 +66,17 @@ def ptx_config_class(base: type) -> type:
     return Config
 
 
-def load_ptx_texts(source: str) -> list[str]:
-    """The pretraining texts named by ``ptx_data``."""
-    if source == "embedded":
-        from rlhf_gym.core.world import TRAIN_SEED, ReviewWorld
+#: The ``ptx_data`` values that mean "the task's pretraining text" (``embedded`` is the historical name).
+TASK_TEXT = ("task", "embedded")
 
-        return [r.text for r in ReviewWorld(seed=TRAIN_SEED).reviews(2000)]
+
+def load_ptx_texts(source: str, task: Any = None) -> list[str]:
+    """The pretraining texts named by ``ptx_data``: ``task``/``embedded`` are 2000 texts of ``task``'s
+    :attr:`~rlhf_gym.tasks.Task.pretraining_text` (default task: sentiment), anything else a prompt source."""
+    if source in TASK_TEXT:
+        from rlhf_gym.tasks import DEFAULT_TASK, get_task
+
+        return get_task(task if task is not None else DEFAULT_TASK).make_pretraining_text(2000)
     from rlhf_gym.core.data import load_prompts
 
     try:
@@ -88,8 +94,9 @@ class PtxMixin:
         self._ptx_gen = torch.Generator().manual_seed((self.config.seed or 0) + 2)
         self._ptx_ids = None
         if self.config.ptx_coef > 0:
-            tok = self._require_env().unwrapped.engine.tok
-            texts = load_ptx_texts(self.config.ptx_data)
+            engine = self._require_env().unwrapped.engine
+            tok = engine.tok
+            texts = load_ptx_texts(self.config.ptx_data, getattr(engine, "task", None))
             eos = tok.eos_token or ""
             self._ptx_ids = [ids[: self.config.ptx_max_length]
                              for ids in tok([t + eos for t in texts], add_special_tokens=False)["input_ids"]

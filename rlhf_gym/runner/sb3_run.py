@@ -38,13 +38,14 @@ def make_sb3_env(cfg: ResolvedConfig) -> Any:
                           f"this project's agents or sb3-maskable-ppo, not {cfg.agent.algo}")
     ref = load_causal_lm(e.model, device=device)
     tok = load_tokenizer(e.tokenizer if e.tokenizer is not None else resolve_model_path(e.model))
-    prompts, reward = env_prompts(e), make_reward(e.reward)
+    task = e.task_spec()
+    prompts, reward = env_prompts(e), make_reward(e.reward, gold=task.make_gold)
     mask_top_p = 0.9 if cfg.agent.algo == "sb3-maskable-ppo" else None
 
     def one_env() -> TextGenEnv:
         return TextGenEnv(model=ref, tokenizer=tok, prompts=prompts, reward=reward, beta=e.beta,
                           max_new_tokens=e.max_new_tokens, max_prompt_tokens=e.max_prompt_tokens,
-                          action_mask_top_p=mask_top_p, min_new_tokens=e.min_new_tokens)
+                          action_mask_top_p=mask_top_p, min_new_tokens=e.min_new_tokens, task=task)
 
     return make_vec_env(one_env, n_envs=e.num_envs, seed=cfg.run.seed)
 

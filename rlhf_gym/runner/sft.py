@@ -1,13 +1,13 @@
 """Supervised fine-tuning on demonstrations: InstructGPT's first step, the warm start before RL.
 
-Demonstrations are ``{prompt, completion}`` pairs: a JSONL file (one object per line), or — for the embedded
-world — the positive reviews of :class:`~rlhf_gym.core.world.ReviewWorld` (opening as prompt, positive
-continuation as completion). The loss is the next-token negative log-likelihood of the completion tokens
+Demonstrations are ``{prompt, completion}`` pairs: a JSONL file (one object per line), or a task's own
+(:attr:`rlhf_gym.tasks.Task.demonstrations`; for ``sentiment``, the review world's positive reviews: opening
+as prompt, positive continuation as completion). The loss is the next-token negative log-likelihood of the completion tokens
 (and EOS) given the prompt; prompt tokens are context only. The result is a plain HF model directory that a
 run uses as its reference model and policy init: ``--set env.model=DIR``.
 
 >>> import tempfile
->>> demos = world_demonstrations(16)  # a real warm start: 2,000
+>>> demos = task_demonstrations(16)  # a real warm start: 2,000
 >>> metrics = train_sft(demos, SFTConfig(epochs=1, batch_size=8), tempfile.mkdtemp() + "/sft")
 >>> sorted(metrics)
 ['sft/n_train', 'sft/n_val', 'sft/train_loss', 'sft/val_loss', 'sft/val_loss_before']
@@ -29,9 +29,6 @@ from rlhf_gym.core.data import read_jsonl_objects
 from rlhf_gym.core.models import quiet_transformers
 from rlhf_gym.errors import ConfigError, DataError, ModelError
 from rlhf_gym.io import atomic_dir
-
-#: Seed of the demonstration stream of the embedded world (distinct from pretraining and evaluation seeds).
-DEMO_SEED = 2
 
 
 @dataclass(frozen=True)
@@ -83,18 +80,19 @@ def load_demonstrations(path: str | Path) -> list[Demonstration]:
     return demos
 
 
-def world_demonstrations(n: int, seed: int = DEMO_SEED, sentiment: str = "positive") -> list[Demonstration]:
-    """``n`` demonstrations from the embedded world: openings continued with ``sentiment`` continuations."""
-    from rlhf_gym.core.world import ReviewWorld
+def task_demonstrations(n: int, task: Any = None, seed: int = 0) -> list[Demonstration]:
+    """``n`` demonstrations of a registered task (a name or a Task; default ``sentiment``): its
+    :attr:`~rlhf_gym.tasks.Task.demonstrations`, stream ``seed``."""
+    from rlhf_gym.tasks import DEFAULT_TASK, get_task
 
-    if n < 1:
-        raise ConfigError(f"--from-world needs a positive number of demonstrations, got {n}")
-    world, demos, i = ReviewWorld(seed=seed), [], 0
-    while len(demos) < n:
-        batch = world.reviews(i + 4 * n)[i:]
-        i += len(batch)
-        demos += [Demonstration(r.prompt, r.continuation) for r in batch if r.sentiment == sentiment]
-    return demos[:n]
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError(f"--from-task needs a positive number of demonstrations, got {n}")
+    pairs = get_task(task if task is not None else DEFAULT_TASK).make_demonstrations(n, seed)
+    return [Demonstration(prompt, completion) for prompt, completion in pairs]
+
+
+#: The historical name of :func:`task_demonstrations` (``--from-world``).
+world_demonstrations = task_demonstrations
 
 
 def _batch(tok: Any, demos: list[Demonstration], max_length: int, device: str) -> dict[str, torch.Tensor]:
