@@ -8,7 +8,7 @@ import pytest
 from rlhf_gym.cli import main
 
 PROMPTS = "the movie was\nthe food\n"
-ENV = "task: t\nmodel: {tiny}\nprompts: {tmp}/p.txt\neval_prompts: {tmp}/p.txt\nreward: gold\nmax_new_tokens: 4\nnum_envs: 2\n"
+ENV = "task: sentiment\nmodel: {tiny}\nprompts: {tmp}/p.txt\neval_prompts: {tmp}/p.txt\nreward: gold\nmax_new_tokens: 4\nnum_envs: 2\n"
 AGENT = "algo: ppo\nbatch_size: 2\nminibatch_size: 1\nrun:\n  total_timesteps: 8\n  eval_episodes: 2\n"
 TRAIN = ["train", "--env", "{tmp}/env.yaml", "--agent", "{tmp}/agent.yaml", "--out", "{tmp}/out", "--no-progress",
          "--wandb", "disabled"]

@@ -49,12 +49,12 @@ def test_agent_sections_use_the_algorithms_own_dataclass():
 def test_overrides_are_yaml_scalars_with_dotted_keys():
     cfg = load_run_config(ROOT / "envs/sentiment.yaml", ROOT / "agents/ppo.yaml", [
         "env.beta=0.1", "agent.learning_rate=1e-5", "env.tokenizer=null", "run.total_timesteps=2e4",
-        "agent.target_kl=0.05", "run.seed=7", "env.task=a: b"])
+        "agent.target_kl=0.05", "run.seed=7", "env.split=a: b"])
     assert cfg.env.beta == 0.1 and cfg.agent.config.learning_rate == 1e-5
     assert cfg.env.tokenizer is None and cfg.run.total_timesteps == 20000
     assert cfg.agent.config.target_kl == 0.05
     assert cfg.run.seed == 7 and cfg.agent.config.seed == 7  # the run's seed is the agent's
-    assert cfg.env.task == "a: b"
+    assert cfg.env.split == "a: b"  # "a: b" is a string here, not a mapping
 
 
 def test_yaml_reads_1e_minus_5_as_a_float():

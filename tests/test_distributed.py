@@ -90,7 +90,7 @@ def _cli_worker(rank: int, port: int, args: list[str], out_dir: str) -> None:
 def test_train_command_on_two_ranks_writes_the_run_directory_once(tmp_path, tiny_lm_dir):
     (tmp_path / "prompts.txt").write_text("\n".join(PROMPTS) + "\n")
     env = tmp_path / "env.yaml"
-    env.write_text(f"task: tiny\nmodel: {tiny_lm_dir}\nprompts: {tmp_path / 'prompts.txt'}\n"
+    env.write_text(f"task: sentiment\nmodel: {tiny_lm_dir}\nprompts: {tmp_path / 'prompts.txt'}\n"
                    f"eval_prompts: {tmp_path / 'prompts.txt'}\nreward: gold\nmax_new_tokens: 6\nnum_envs: 4\n")
     agent = tmp_path / "agent.yaml"
     agent.write_text("algo: ppo\nlearning_rate: 1.0e-3\nbatch_size: 4\nminibatch_size: 2\nn_epochs: 2\n"

@@ -15,7 +15,7 @@ import pytest
 
 from rlhf_gym.cli import main
 
-ENV = ("task: t\nmodel: {tiny}\nprompts: {w}/p.txt\neval_prompts: {w}/p.txt\nreward: gold\nmax_new_tokens: 4\n"
+ENV = ("task: sentiment\nmodel: {tiny}\nprompts: {w}/p.txt\neval_prompts: {w}/p.txt\nreward: gold\nmax_new_tokens: 4\n"
        "num_envs: 2\n")
 AGENT = ("algo: ppo\nbatch_size: 2\nminibatch_size: 1\nn_epochs: 1\nptx_coef: 0.1\nptx_data: {w}/p.txt\n"
          "run:\n  total_timesteps: 8\n  eval_episodes: 2\n  torch_threads: 1\n  keep_checkpoints: 1\n")

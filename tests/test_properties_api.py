@@ -211,3 +211,9 @@ def test_agent_configs_hold_only_well_typed_values(data):
             assert math.isfinite(value)
         assert not isinstance(value, np.generic)
     assert cfg.device is None or isinstance(cfg.device, str)
+
+
+def test_a_kl_coefficient_that_would_overflow_the_reward_is_refused(tiny_lm_dir):
+    # Found by the env-kwargs property above: beta=5.9e37 made float32 rewards -inf on some actions.
+    with pytest.raises(RLHFGymError, match="beta=5.9e\\+37 is invalid"):
+        TextGenEnv(model=tiny_lm_dir, prompts=PROMPTS, beta=5.9e37)

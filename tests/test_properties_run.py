@@ -48,7 +48,7 @@ def _one_line_naming(e: RLHFGymError, *names: str) -> None:
 @pytest.fixture(scope="module")
 def presets(tmp_path_factory):
     d = tmp_path_factory.mktemp("prop-presets")
-    (d / "env.yaml").write_text("task: t\nmodel: embedded\nreward: gold\n")
+    (d / "env.yaml").write_text("task: sentiment\nmodel: embedded\nreward: gold\n")
     (d / "agent.yaml").write_text("algo: ppo\nbatch_size: 2\nminibatch_size: 1\n")
     return d
 
@@ -86,7 +86,7 @@ def test_set_overrides_apply_or_fail_with_one_line(items, presets):
 def run(tmp_path_factory, tiny_lm_dir):
     d = tmp_path_factory.mktemp("prop-run")
     (d / "p.txt").write_text("the movie was\nthe food\ni loved this\n")
-    (d / "env.yaml").write_text(f"task: t\nmodel: {tiny_lm_dir}\nprompts: {d}/p.txt\neval_prompts: {d}/p.txt\n"
+    (d / "env.yaml").write_text(f"task: sentiment\nmodel: {tiny_lm_dir}\nprompts: {d}/p.txt\neval_prompts: {d}/p.txt\n"
                                 "reward: gold\nmax_new_tokens: 4\nnum_envs: 2\n")
     (d / "agent.yaml").write_text(f"algo: ppo\nbatch_size: 2\nminibatch_size: 1\nn_epochs: 1\nptx_coef: 0.1\n"
                                   f"ptx_data: {d}/p.txt\nrun:\n  total_timesteps: 8\n  eval_episodes: 2\n"

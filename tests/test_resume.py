@@ -52,7 +52,7 @@ def _comparable(rows):
 def presets(tmp_path, tiny_lm_dir, prompts):
     (tmp_path / "prompts.txt").write_text("\n".join(prompts) + "\n")
     env = tmp_path / "env.yaml"
-    env.write_text(f"task: tiny\nmodel: {tiny_lm_dir}\nprompts: {tmp_path / 'prompts.txt'}\n"
+    env.write_text(f"task: sentiment\nmodel: {tiny_lm_dir}\nprompts: {tmp_path / 'prompts.txt'}\n"
                    f"eval_prompts: {tmp_path / 'prompts.txt'}\nreward: gold\nmax_new_tokens: 6\nnum_envs: 4\n")
     agent = tmp_path / "agent.yaml"
     # PPO-ptx and NLPO-free PPO with every stateful piece in play: Adam moments, shuffling, prompt draws,

@@ -121,7 +121,9 @@ def test_the_parts_come_from_the_task(toy):
     cfg = EnvConfig(task="sentiment")
     task = get_task("sentiment")
     assert (cfg.model, cfg.prompts, cfg.eval_prompts) == (task.model, task.train_prompts, task.eval_prompts)
-    assert EnvConfig(task="some-label", prompts="p.txt").prompts == "p.txt"
+    assert EnvConfig(task="sentiment", prompts="p.txt").prompts == "p.txt"  # a given field beats the task's
+    with pytest.raises(ConfigError, match="unknown task 'sentimnet'; did you mean 'sentiment'"):
+        EnvConfig(task="sentimnet")  # a typo is an error, never a silent fall-back to another task
     assert world_demonstrations(3) == task_demonstrations(3, "sentiment")
     assert [(d.prompt, d.completion) for d in task_demonstrations(3)] == task.make_demonstrations(3)
     with pytest.raises(ConfigError, match="has no demonstrations"):

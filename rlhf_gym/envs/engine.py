@@ -30,6 +30,10 @@ from rlhf_gym.core.window import SlidingWindowLM
 from rlhf_gym.errors import ConfigError, DataError
 from rlhf_gym.rewards.base import RewardFunction, checked_scores
 
+#: Largest KL coefficient accepted: beyond it β·KL overflows float32 rewards to -inf (found by hypothesis at
+#: β = 5.9e37), and no experiment weighs the KL a million times the reward.
+MAX_BETA = 1e6
+
 
 def model_context(model: PreTrainedModel) -> int | None:
     """The longest sequence the model's position embeddings allow, if it has such a limit."""
@@ -78,7 +82,7 @@ class EpisodeEngine:
         max_prompt_tokens: int | None,
         min_new_tokens: int = 0,
     ):
-        beta = check_number(beta, "beta", low=0)
+        beta = check_number(beta, "beta", low=0, high=MAX_BETA)
         max_new_tokens = check_int(max_new_tokens, "max_new_tokens", low=1)
         min_new_tokens = check_min_new_tokens(min_new_tokens, max_new_tokens)
         if max_prompt_tokens is not None:

@@ -41,7 +41,7 @@ from rlhf_gym.core.checks import check, check_int, check_number, is_int, is_numb
 from rlhf_gym.core.data import load_prompts
 from rlhf_gym.core.kl import check_estimator
 from rlhf_gym.core.models import load_causal_lm, load_tokenizer, resolve_model_path
-from rlhf_gym.envs.engine import EpisodeEngine, check_min_new_tokens
+from rlhf_gym.envs.engine import MAX_BETA, EpisodeEngine, check_min_new_tokens
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.rewards import make_reward
 from rlhf_gym.rewards.base import RewardFunction
@@ -77,7 +77,7 @@ def build_engine(
     if prompts is None:
         prompts = task.train_prompts
     device = resolve_device(device, "device")
-    check_number(beta, "beta", low=0)
+    check_number(beta, "beta", low=0, high=MAX_BETA)
     check_int(max_new_tokens, "max_new_tokens", low=1)
     check_min_new_tokens(min_new_tokens, max_new_tokens)
     if max_prompt_tokens is not None:

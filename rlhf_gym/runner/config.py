@@ -56,8 +56,8 @@ def opt(default: Any, doc: str, *, ge: float | None = None, gt: float | None = N
 class EnvConfig:
     """The environment: what is generated from what, and how it is rewarded (``envs/*.yaml``)."""
 
-    task: str = opt("sentiment", "a registered task or MODULE:NAME (rlhf_gym.tasks: its model, prompts and gold "
-                    "fill the nulls below), or a label for tables and W&B (then the default task, sentiment, does)")
+    task: str = opt("sentiment", "a registered task or MODULE:NAME (see docs/tasks.md): its "
+                    "model, prompts and gold fill the nulls below")
     model: str | None = opt(None, "reference model and policy init: 'embedded', a hub name or a local dir; null = the task's")
     tokenizer: str | None = opt(None, "tokenizer name or dir; null = the task's, else the model's")
     prompts: str | None = opt(None, "training prompts: a task source, a .txt/.jsonl file, 'hf:NAME' or a dataset dir; null = the task's")
@@ -70,7 +70,7 @@ class EnvConfig:
     n_eval_prompts: int | None = opt(256, "keep only the first N evaluation prompts; null = all", ge=1)
     reward: str = opt("gold", "reward the agent trains on: 'gold', a reward-model dir, or 'classifier:NAME@LABEL'")
     gold: str | None = opt("gold", "independent judge reported at evaluation (same forms as reward); null = none")
-    beta: float = opt(0.05, "KL coefficient β of the penalty −β·KL(π‖π_ref) (agents may adapt it)", ge=0)
+    beta: float = opt(0.05, "KL coefficient β of the penalty −β·KL(π‖π_ref) (agents may adapt it)", ge=0, le=1e6)
     kl_estimator: Literal["k1", "k2", "k3"] = opt("k1", "per-token KL estimator: k1 (log-ratio), k2 or k3")
     max_new_tokens: int = opt(24, "length cap of a continuation, in tokens", ge=1)
     min_new_tokens: int = opt(0, "EOS is refused before this many tokens (at most max_new_tokens; 0 = always allowed)", ge=0)
@@ -89,12 +89,11 @@ class EnvConfig:
             self.eval_prompts = task.eval_prompts
 
     def task_spec(self) -> Any:
-        """The :class:`~rlhf_gym.tasks.Task` this environment runs: ``task`` if registered (or ``MODULE:NAME``,
-        which imports the module that registers it), else the default task (``task`` is then a label)."""
-        from rlhf_gym.tasks import DEFAULT_TASK, MODULE_TASK, get_task, list_tasks
+        """The :class:`~rlhf_gym.tasks.Task` this environment runs (``MODULE:NAME`` imports the module that
+        registers it); an unknown name is an error, never a silent fall-back to another task."""
+        from rlhf_gym.tasks import get_task
 
-        names = {t.name for t in list_tasks()}
-        return get_task(self.task if self.task in names or MODULE_TASK.match(self.task) else DEFAULT_TASK)
+        return get_task(self.task)
 
 
 @dataclass
