@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from rlhf_gym.core.checks import check_fields, is_blank
 from rlhf_gym.errors import ConfigError
 
 __all__ = ["Task", "DEFAULT_METRICS"]
@@ -58,24 +59,21 @@ class Task:
 
         if not isinstance(self.name, str) or not _NAME.match(self.name):
             raise bad("name", "must be lower-case letters, digits and '-', starting with a letter")
-        if isinstance(self.version, bool) or not isinstance(self.version, int) or self.version < 0:
+        check_fields(self, f"task {self.name!r}: ")  # types, as every config: an int is no bool, floats finite
+        if self.version < 0:
             raise bad("version", "must be an integer >= 0")
-        for field in ("description", "model", "train_prompts", "eval_prompts", "annotators"):
+        for field in ("description", "model", "train_prompts", "eval_prompts", "annotators", "tokenizer"):
             value = getattr(self, field)
-            if not isinstance(value, str) or not value.strip():
+            if (value is not None or field != "tokenizer") and is_blank(value):
                 raise bad(field, "must be a non-empty string")
-        if self.tokenizer is not None and (not isinstance(self.tokenizer, str) or not self.tokenizer.strip()):
-            raise bad("tokenizer", "must be None or a non-empty string")
         if not callable(self.gold):
             raise bad("gold", "must be a callable returning a reward function")
         for field in ("demonstrations", "pretraining_text"):
             if getattr(self, field) is not None and not callable(getattr(self, field)):
                 raise bad(field, "must be None or a callable (n, seed) -> list")
-        t = self.annotator_temperature
-        if isinstance(t, bool) or not isinstance(t, int | float) or not t >= 0 or t == float("inf"):
+        if self.annotator_temperature < 0:
             raise bad("annotator_temperature", "must be a finite number >= 0")
-        if (not isinstance(self.metrics, tuple) or not self.metrics
-                or not all(isinstance(m, str) and m for m in self.metrics)):
+        if not self.metrics or not all(self.metrics):
             raise bad("metrics", "must be a non-empty tuple of metric names")
 
     @property
