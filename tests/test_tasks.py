@@ -15,7 +15,7 @@ from rlhf_gym.tasks import Task, _unregister_task, get_task, list_tasks, registe
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "rlhf_gym"
-WORLD_NAMES = re.compile(r'ReviewWorld|VaderGold|"embedded:')
+WORLD_NAMES = re.compile(r'ReviewWorld|VaderGold|"embedded:(train|eval)')
 # Where the world may be named: the tasks themselves, the world's own modules and the prompt loader that
 # serves its "embedded:" sources, and the module that defines the VADER judge.
 ALLOWED = ("rlhf_gym/tasks/", "rlhf_gym/core/world", "rlhf_gym/core/data.py", "rlhf_gym/rewards/gold.py")
@@ -55,7 +55,7 @@ def test_sentiment_is_registered():
     task = get_task("sentiment")
     assert task.env_id == "rlhf_gym/Sentiment-v0"
     assert task in list_tasks()
-    assert gym.spec("rlhf_gym/Sentiment-v0").kwargs == {"task": "sentiment"}
+    assert gym.spec("rlhf_gym/Sentiment-v0").kwargs == {"task": "sentiment", "max_new_tokens": 24}
     demos = task.make_demonstrations(3)
     assert len(demos) == 3 and all(isinstance(p, str) and c for p, c in demos)
     assert len(task.make_pretraining_text(5)) == 5
@@ -172,7 +172,7 @@ def test_docs_worked_example_runs(tmp_path, monkeypatch):
         task = get_task("brevity")
         assert task.env_id == "rlhf_gym/Brevity-v0" and task.metrics == ("gold_reward", "kl", "mean_length")
         assert get_task("my_tasks:brevity") is task
-        assert gym.spec(task.env_id).kwargs == {"task": "my_tasks:brevity"}
+        assert gym.spec(task.env_id).kwargs == {"task": "my_tasks:brevity", "max_new_tokens": task.max_new_tokens}
     finally:
         if "brevity" in {t.name for t in list_tasks()}:
             _unregister_task("brevity")

@@ -136,7 +136,7 @@ def _register_simulate(commands: argparse._SubParsersAction) -> None:
                    help="continuations sampled per prompt; K of a ranking (default 4)")
     p.add_argument("--pairs-per-prompt", type=int, default=2, metavar="P",
                    help="comparisons drawn from each prompt's candidates (default 2)")
-    p.add_argument("--max-new-tokens", type=int, default=24, help="length cap of a continuation (default 24)")
+    p.add_argument("--max-new-tokens", type=int, default=None, help="length cap of a continuation (default: the task's)")
     p.add_argument("--batch-size", type=int, default=64, help="prompts per generation batch (default 64)")
     _task_flag(p)
     _common(p)
@@ -169,13 +169,14 @@ def run_simulate(args: argparse.Namespace) -> int:
     cfg = SimulationConfig(
         n_comparisons=args.n_comparisons, format=args.format,
         prompts=args.prompts if args.prompts is not None else task.train_prompts,
-        model=args.model if args.model is not None else task.model, gold=task.make_gold,
+        model=args.model if args.model is not None else task.model, gold=task.make_annotator_judge,
         annotators=parse_annotators(
             args.annotators if args.annotators is not None else task.annotators,
             temperature=args.temperature if args.temperature is not None else task.annotator_temperature,
             flip_rate=args.flip_rate, seed=args.seed),
         temperatures=temperatures, candidates_per_prompt=args.candidates_per_prompt,
-        pairs_per_prompt=args.pairs_per_prompt, max_new_tokens=args.max_new_tokens,
+        pairs_per_prompt=args.pairs_per_prompt,
+        max_new_tokens=args.max_new_tokens if args.max_new_tokens is not None else task.max_new_tokens,
         tie_threshold=args.tie_threshold, batch_size=args.batch_size, seed=args.seed)
     sim = simulate_preferences(cfg, progress=not args.no_progress)
     write_records(sim.records, out)

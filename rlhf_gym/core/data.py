@@ -6,13 +6,15 @@
 * ``"embedded"`` / ``"embedded:train"`` / ``"embedded:eval"`` — review openings from the embedded world
   (train and eval draw from different seeds, so evaluation never sees training prompts);
 * a path to ``.txt`` (one prompt per line) or ``.jsonl`` (objects with a ``prompt`` or ``text`` field);
+* ``"SCHEME:SPLIT"`` for a scheme registered with :func:`register_prompt_source` — how a task's procedural
+  prompts (``"arithmetic:eval"``) are named in configs without this floor knowing the task;
 * ``"hf:NAME"`` (a hub dataset, loaded with ``datasets.load_dataset``) or a local ``save_to_disk`` folder;
   long texts such as IMDB reviews are cut to their first ``prompt_words`` words, as in TRL's example.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,29 @@ from rlhf_gym.io import read_text
 DEFAULT_TRAIN_PROMPTS = "embedded:train"
 DEFAULT_EVAL_PROMPTS = "embedded:eval"
 EMBEDDED_SEEDS = {"train": 100, "eval": 101}
+
+#: Procedural prompt generators by scheme: ``fn(split, n) -> n prompts`` (see :func:`register_prompt_source`).
+_SOURCES: dict[str, tuple[Callable[[str, int], list[str]], tuple[str, ...]]] = {}
+
+
+def register_prompt_source(scheme: str, generate: Callable[[str, int], list[str]],
+                           splits: Sequence[str] = ("train", "eval")) -> None:
+    """Makes ``"SCHEME:SPLIT"`` a prompt source: ``generate(split, n)`` returns ``n`` prompts of that split
+    (train and eval must never share prompts). Tasks register theirs; a scheme is registered once."""
+    if scheme in _SOURCES or scheme in ("embedded", "hf"):
+        raise DataError(f"prompt source scheme {scheme!r} is already registered")
+    _SOURCES[scheme] = (generate, tuple(splits))
+
+
+def _from_scheme(source: str, split: str, n: int | None) -> list[str] | None:
+    scheme, colon, which = source.partition(":")
+    if scheme not in _SOURCES:
+        return None
+    generate, splits = _SOURCES[scheme]
+    which = which if colon else split
+    if which not in splits:
+        raise DataError(f"unknown {scheme} prompt split {which!r}; use " + " or ".join(f"{scheme}:{s}" for s in splits))
+    return generate(which, n or 2000)
 
 
 def read_lines(path: Path, what: str, *, jsonl: bool = False) -> list[str]:
@@ -124,6 +149,8 @@ def load_prompts(
         n = check_int(n, "n", low=1, error=DataError)
     if listed is not None:
         prompts = listed
+    elif (generated := _from_scheme(str(source), split, n)) is not None:
+        prompts = generated
     elif str(source).startswith("embedded"):
         from rlhf_gym.core.world import ReviewWorld
 

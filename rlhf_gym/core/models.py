@@ -1,6 +1,7 @@
 """Loading language models and tokenizers by hub name or local path, and checking they fit together.
 
-``"embedded"`` (or ``None``) names the tiny review GPT-2 shipped in the package; anything else goes to
+``"embedded"`` (or ``None``) names the tiny review GPT-2 shipped in the package and ``"embedded:NAME"``
+another shipped model (the folder ``rlhf_gym/assets/NAME``); anything else goes to
 ``from_pretrained`` unchanged, so hub names such as ``gpt2`` work for users with a network and local
 directories work everywhere.
 """
@@ -37,13 +38,26 @@ def quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+#: The package's folder of shipped models (``"embedded:NAME"`` is ``ASSETS_DIR / NAME``).
+ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+
+
 def resolve_model_path(name_or_path: str | Path | None) -> str:
-    """Maps ``None``/``"embedded"`` to the shipped tiny model directory; returns anything else as a string."""
+    """Maps ``None``/``"embedded"`` to the shipped tiny review model's directory and ``"embedded:NAME"`` to
+    ``assets/NAME`` (a ModelError if the package ships no such model); returns anything else as a string."""
     if name_or_path is None or str(name_or_path) == EMBEDDED:
         from rlhf_gym.core.world import EMBEDDED_MODEL_DIR
 
         return str(EMBEDDED_MODEL_DIR)
-    return str(name_or_path)
+    name = str(name_or_path)
+    if name.startswith(EMBEDDED + ":"):
+        folder = ASSETS_DIR / name.partition(":")[2]
+        if not (folder / "config.json").is_file():
+            shipped = sorted(p.name for p in ASSETS_DIR.iterdir() if (p / "config.json").is_file())
+            raise ModelError(f"model {name!r}: the package ships no such model (shipped: "
+                             f"{', '.join('embedded:' + s for s in shipped)})")
+        return str(folder)
+    return name
 
 
 def _looks_local(name: str) -> bool:

@@ -89,3 +89,41 @@ def checked_scores(reward: RewardFunction, prompts: Sequence[str], completions: 
             "rewards must be finite"
         )
     return scores.detach().cpu()
+
+
+class WeightedSum:
+    """``sum_k weights[k] * parts[k].score(...)``: a task's gold made of several judges (a two-objective
+    trade-off), or a judge plus a bias. :meth:`components` gives each part's unweighted score, so evaluation
+    can report every objective and a front can be drawn over the weights.
+
+    >>> length = CallableReward(lambda p, c: [float(len(x)) for x in c], name="length")
+    >>> ones = CallableReward(lambda p, c: [1.0] * len(c), name="one")
+    >>> both = WeightedSum({"length": length, "one": ones}, {"length": 0.5, "one": 2.0})
+    >>> both.score([""], ["abcd"]).tolist(), {k: v.tolist() for k, v in both.components([""], ["abcd"]).items()}
+    ([4.0], {'length': [4.0], 'one': [1.0]})
+    """
+
+    def __init__(self, parts: dict[str, RewardFunction], weights: dict[str, float], name: str | None = None):
+        if not parts or set(parts) != set(weights):
+            raise ConfigError(f"WeightedSum: parts {sorted(parts)} and weights {sorted(weights)} must name the same judges")
+        for key, w in weights.items():
+            if isinstance(w, bool) or not isinstance(w, int | float) or w != w or abs(w) == float("inf"):
+                raise ConfigError(f"WeightedSum: weight {key}={w!r} is invalid: must be a finite number")
+        self.parts = {k: as_reward_function(v) for k, v in parts.items()}
+        self.weights = {k: float(w) for k, w in weights.items()}
+        self.name = name or "+".join(f"{self.weights[k]:g}*{k}" for k in self.parts)
+
+    def components(self, prompts: Sequence[str], completions: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Each part's unweighted scores, by name."""
+        return {k: checked_scores(part, prompts, completions) for k, part in self.parts.items()}
+
+    def combine(self, components: dict[str, torch.Tensor], weights: dict[str, float] | None = None) -> torch.Tensor:
+        """The weighted sum of precomputed ``components`` (other ``weights`` draw another point of a front)."""
+        weights = self.weights if weights is None else weights
+        return sum(weights[k] * components[k] for k in self.parts)
+
+    def score(self, prompts: Sequence[str], completions: Sequence[str]) -> torch.Tensor:
+        return self.combine(self.components(prompts, completions))
+
+    def __repr__(self) -> str:
+        return f"WeightedSum({self.name})"

@@ -108,7 +108,7 @@ def _run_demo(cfg: DemoConfig, out: Path, user_pairs: Any, console: Console, wan
         annotators = parse_annotators(f"careful:0.05:0,noisy:0.1:{cfg.annotator_noise}", seed=cfg.seed)
         sim = simulate_preferences(SimulationConfig(
             n_comparisons=cfg.comparisons, annotators=annotators, model=None if cfg.model == "embedded" else cfg.model,
-            prompts=task.train_prompts, gold=task.make_gold,
+            prompts=task.train_prompts, gold=task.make_annotator_judge,
             max_new_tokens=cfg.max_new_tokens, seed=cfg.seed))
         pairs, sim_stats = sim.pairs, {k: v for k, v in sim.stats.items() if isinstance(v, int | float)}
         console.print(f"{len(pairs)} comparisons by 2 simulated annotators (Bradley–Terry on the gold judge; one "

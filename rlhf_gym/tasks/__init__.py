@@ -72,9 +72,10 @@ def register_task(task: Task, module: str | None = None) -> Task:
 
 
 def env_kwargs(task: str | Task) -> dict[str, str]:
-    """The keyword arguments a registered task's Gymnasium id passes its env: ``{"task": NAME}``, or
-    ``{"task": "MODULE:NAME"}`` for a task registered outside this package."""
-    return dict(_KWARGS[get_task(task).name])
+    """The keyword arguments a registered task's Gymnasium id passes its env: ``{"task": NAME}`` (or
+    ``{"task": "MODULE:NAME"}`` for a task registered outside this package) and its ``max_new_tokens``."""
+    task = get_task(task)
+    return {**_KWARGS[task.name], "max_new_tokens": task.max_new_tokens}
 
 
 def register_env_id(task: Task) -> None:

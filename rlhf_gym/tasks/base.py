@@ -49,6 +49,8 @@ class Task:
     gold: Callable[[], Any]  # factory of the gold judge: () -> RewardFunction
     annotators: str = "annotator"  # proxy-RM recipe: simulated annotators over the gold (parse_annotators spec)
     annotator_temperature: float = 0.05  # Bradley-Terry temperature of annotators whose spec names none
+    annotator_bias: Callable[[], Any] | None = None  # factory of a score annotators add to the gold (a length preference)
+    max_new_tokens: int = 24  # continuation length cap its Gymnasium id and preset use
     demonstrations: Callable[[int, int], list[tuple[str, str]]] | None = None  # (n, seed) -> (prompt, completion)
     pretraining_text: Callable[[int, int], list[str]] | None = None  # (n, seed) -> texts for PPO-ptx
     metrics: tuple[str, ...] = DEFAULT_METRICS  # evaluation metrics its leaderboard shows, in order
@@ -71,6 +73,10 @@ class Task:
         for field in ("demonstrations", "pretraining_text"):
             if getattr(self, field) is not None and not callable(getattr(self, field)):
                 raise bad(field, "must be None or a callable (n, seed) -> list")
+        if self.max_new_tokens < 1:
+            raise bad("max_new_tokens", "must be an integer >= 1")
+        if self.annotator_bias is not None and not callable(self.annotator_bias):
+            raise bad("annotator_bias", "must be None or a callable returning a reward function")
         if self.annotator_temperature < 0:
             raise bad("annotator_temperature", "must be a finite number >= 0")
         if not self.metrics or not all(self.metrics):
@@ -86,6 +92,17 @@ class Task:
         from rlhf_gym.rewards.base import as_reward_function
 
         return as_reward_function(self.gold())
+
+    def make_annotator_judge(self) -> Any:
+        """What simulated annotators label by: the gold, plus :attr:`annotator_bias` when the task has one
+        (a :class:`~rlhf_gym.rewards.base.WeightedSum` of both). The proxy RM learns this; evaluation reports
+        the gold alone, which is how a learned bias becomes visible."""
+        if self.annotator_bias is None:
+            return self.make_gold()
+        from rlhf_gym.rewards.base import WeightedSum, as_reward_function
+
+        return WeightedSum({"gold": self.make_gold(), "bias": as_reward_function(self.annotator_bias())},
+                           {"gold": 1.0, "bias": 1.0}, name=f"{self.name}_annotator_judge")
 
     def make_demonstrations(self, n: int, seed: int = 0) -> list[tuple[str, str]]:
         """``n`` ``(prompt, completion)`` demonstrations; a ConfigError if the task has none."""
