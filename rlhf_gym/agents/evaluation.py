@@ -5,6 +5,8 @@ r"""Evaluating a policy on held-out prompts: gold and reward-model reward, KL, p
 
 * ``gold_reward`` — mean gold-judge score: the environment's task's gold (:attr:`rlhf_gym.tasks.Task.gold`;
   VADER compound sentiment for ``sentiment``, the embedded world's stand-in for the human);
+* ``gold_<part>`` — for a gold made of several judges (a :class:`~rlhf_gym.rewards.base.WeightedSum`, as
+  in the two-objective ``sentiment-readability`` task), the mean score of each part;
 * ``rm_reward`` — mean score of the environment's reward function (the learned reward model, or gold);
 * ``kl`` — mean over samples of ``Σ_t log π(a_t|s_t) − log π_ref(a_t|s_t)`` (k1, summed over the tokens of
   each sample) with π the sampling distribution (the policy at ``temperature``) and π_ref the environment's
@@ -173,7 +175,8 @@ def evaluate(
     content = [[t for t in row["tokens"] if t != engine.eos] for row in rows]
     completions = engine.tok.batch_decode(content, skip_special_tokens=True)
     rm_scores = checked_scores(reward, prompt_list, completions).tolist()
-    gold_scores = checked_scores(gold, prompt_list, completions).tolist()
+    parts = gold.components(prompt_list, completions) if hasattr(gold, "components") else {}
+    gold_scores = (gold.combine(parts) if parts else checked_scores(gold, prompt_list, completions)).tolist()
     n_tokens = sum(len(row["tokens"]) for row in rows)
     samples = [dict(prompt=row["prompt"], completion=c, gold=g, rm=s, kl=row["kl"], tokens=row["tokens"])
                for row, c, g, s in zip(rows, completions, gold_scores, rm_scores)]
@@ -186,6 +189,7 @@ def evaluate(
         distinct_2=distinct_n(content, 2),
         mean_length=n_tokens / n,
         n=n,
+        **{f"gold_{k}": float(v.mean()) for k, v in parts.items()},
         samples=samples,
     )
 

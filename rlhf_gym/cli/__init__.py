@@ -12,7 +12,7 @@ import sys
 
 from rlhf_gym.errors import RLHFGymError
 
-COMMANDS = ["demo", "reward", "train", "eval", "sft", "report", "bench"]
+COMMANDS = ["demo", "tasks", "reward", "train", "eval", "sft", "report", "bench"]
 
 
 def build_parser() -> argparse.ArgumentParser:

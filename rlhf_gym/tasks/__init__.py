@@ -5,17 +5,22 @@
 not import it. The env built from that id reads the task back with :func:`get_task`. Built-in tasks:
 
 * ``sentiment`` (``rlhf_gym/Sentiment-v0``) — :mod:`rlhf_gym.tasks.sentiment`, the embedded review world;
+* ``readability``, ``concise``, ``sentiment-readability`` — the same world with a textstat gold, a length
+  hack and a two-objective trade-off (:mod:`~rlhf_gym.tasks.readability`, :mod:`~rlhf_gym.tasks.concise`,
+  :mod:`~rlhf_gym.tasks.tradeoff`);
 * ``imdb`` (``rlhf_gym/Imdb-v0``) — :mod:`rlhf_gym.tasks.imdb`, IMDB reviews with gpt2 (a hub download).
+
+``rlhf-gym tasks`` lists them all with their headroom figures (docs/tasks.md).
 
 A new task is one module that calls :func:`register_task` plus one YAML preset (docs/tasks.md). In a process
 that has not imported that module (a spawned worker), name it in the id: ``gym.make("mymodule:rlhf_gym/Toy-v0")``.
 
 >>> get_task("sentiment").env_id
 'rlhf_gym/Sentiment-v0'
->>> get_task("sentimnet")
+>>> get_task("sentimnet")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-rlhf_gym.errors.ConfigError: unknown task 'sentimnet'; did you mean 'sentiment'? (registered: imdb, sentiment)
+rlhf_gym.errors.ConfigError: unknown task 'sentimnet'; did you mean 'sentiment'? (registered: ..., sentiment, ...)
 """
 
 from __future__ import annotations
@@ -121,3 +126,6 @@ def _unregister_task(name: str) -> None:
 
 from rlhf_gym.tasks import imdb as _imdb  # noqa: E402,F401  (registers the built-in tasks)
 from rlhf_gym.tasks import sentiment as _sentiment  # noqa: E402,F401
+from rlhf_gym.tasks import readability as _readability  # noqa: E402,F401
+from rlhf_gym.tasks import concise as _concise  # noqa: E402,F401
+from rlhf_gym.tasks import tradeoff as _tradeoff  # noqa: E402,F401

@@ -8,11 +8,15 @@ world's positive reviews (opening -> continuation); pretraining text is its trai
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from rlhf_gym.core.world import TRAIN_SEED, ReviewWorld
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.tasks.base import DEFAULT_METRICS, Task
 
-__all__ = ["SENTIMENT", "DEMO_SEED", "vader_gold", "positive_demonstrations", "review_texts"]
+__all__ = ["SENTIMENT", "DEMO_SEED", "vader_gold", "positive_demonstrations", "review_texts",
+           "demonstrations_scoring_at_least"]
 
 #: Seed of the world the demonstrations come from (apart from the training and evaluation prompts').
 DEMO_SEED = 2
@@ -39,6 +43,26 @@ def positive_demonstrations(n: int, seed: int = 0) -> list[tuple[str, str]]:
         i += len(batch)
         demos += [(r.prompt, r.continuation) for r in batch if r.sentiment == "positive"]
     return demos[:n]
+
+
+def demonstrations_scoring_at_least(gold: Callable[[], Any], threshold: float) -> Callable[[int, int], list[tuple[str, str]]]:
+    """A demonstrations factory for another task on this world: the world's ``(opening, continuation)``
+    pairs whose continuation ``gold()`` scores at least ``threshold`` (the review tasks' SFT data)."""
+
+    def demonstrations(n: int, seed: int = 0) -> list[tuple[str, str]]:
+        if n < 1:
+            raise ConfigError(f"demonstrations: need a positive number of demonstrations, got {n}")
+        judge, world, demos, i = gold(), ReviewWorld(seed=DEMO_SEED + STREAM_STRIDE * seed), [], 0
+        while len(demos) < n:
+            batch = world.reviews(i + 4 * n)[i:]
+            i += len(batch)
+            scores = judge.score([r.prompt for r in batch], [r.continuation for r in batch]).tolist()
+            demos += [(r.prompt, r.continuation) for r, s in zip(batch, scores, strict=True) if s >= threshold]
+            if i > 200 * n:
+                raise ConfigError(f"demonstrations: fewer than {n} of {i} reviews score >= {threshold}")
+        return demos[:n]
+
+    return demonstrations
 
 
 def review_texts(n: int = 2000, seed: int = 0) -> list[str]:
