@@ -58,7 +58,7 @@ def main() -> None:
         sd = statistics.stdev(gains) if len(gains) > 1 else 0.0
         print(f"{name}: gain {statistics.mean(gains):.3f} ± {sd:.3f} (min {min(gains):.3f})", flush=True)
         means[name] = statistics.mean(gains)
-    print("RESULT min_gain=%.4f " % min(means.values()) + " ".join(f"{k}_gain={v:.4f}" for k, v in means.items()))
+    print(f"RESULT min_gain={min(means.values()):.4f} " + " ".join(f"{k}_gain={v:.4f}" for k, v in means.items()))
 
 
 if __name__ == "__main__":

@@ -118,7 +118,12 @@ def _front(gold: Any, prompts: list[str], texts: list[str], shape: tuple[int, in
 
 def task_figures(task: Task, config: FigureConfig | None = None, progress: Progress | None = None) -> dict[str, Any]:
     """Measures ``task``'s figures (see the module docstring); ``progress`` hears each phase."""
-    from rlhf_gym.rewards.annotators import CandidateGenerator, SimulationConfig, parse_annotators, simulate_preferences
+    from rlhf_gym.rewards.annotators import (
+        CandidateGenerator,
+        SimulationConfig,
+        parse_annotators,
+        simulate_preferences,
+    )
     from rlhf_gym.rewards.learned import LearnedReward
     from rlhf_gym.rewards.rm_train import RewardModelConfig, train_reward_model
 
