@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--tasks", default=",".join(t.name for t in list_tasks() if t.name != "imdb"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--timesteps", type=int, default=3000, help="generated tokens per run")
-    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -86,9 +86,10 @@ def run(args: argparse.Namespace) -> int:
             points = ", ".join(f"w={p['weight']:g}: " + " ".join(f"{k}={v:.2f}" for k, v in p.items() if k != "weight")
                                for p in fig["front"])
             console.print(f"{name}: best-of-{fig['best_of_n']} front — {points}")
-        if fig and fig.get("proxy_length_corr") is not None and abs(fig["proxy_length_corr"]) > 0.3:
-            console.print(f"{name}: the proxy RM rewards length (corr. with words {fig['proxy_length_corr']:+.2f}; "
-                          f"gold {_fmt(fig['gold_length_corr'], '{:+.2f}')})")
+        gold_corr, proxy_corr = (fig or {}).get("gold_length_corr"), (fig or {}).get("proxy_length_corr")
+        if gold_corr is not None and proxy_corr is not None and proxy_corr - gold_corr > 0.3:
+            console.print(f"{name}: the proxy RM leans to length (correlation with words {proxy_corr:+.2f}, "
+                          f"the gold's {gold_corr:+.2f}): a policy trained on it can write longer for reward")
 
     measured = [fig for fig in results.values() if fig]
     if args.json:
