@@ -15,7 +15,7 @@ that has not imported that module (a spawned worker), name it in the id: ``gym.m
 >>> get_task("sentimnet")
 Traceback (most recent call last):
 ...
-rlhf_gym.errors.ConfigError: unknown task 'sentimnet'; did you mean 'sentiment'? (registered: imdb, sentiment)
+rlhf_gym.errors.ConfigError: unknown task 'sentimnet'; did you mean 'sentiment'? (registered: commongen, imdb, sentiment)
 """
 
 from __future__ import annotations
@@ -119,5 +119,6 @@ def _unregister_task(name: str) -> None:
     gym.registry.pop(task.env_id, None)
 
 
-from rlhf_gym.tasks import imdb as _imdb  # noqa: E402,F401  (registers the built-in tasks)
+from rlhf_gym.tasks import commongen as _commongen  # noqa: E402,F401  (registers the built-in tasks)
+from rlhf_gym.tasks import imdb as _imdb  # noqa: E402,F401
 from rlhf_gym.tasks import sentiment as _sentiment  # noqa: E402,F401
