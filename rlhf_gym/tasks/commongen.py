@@ -54,10 +54,11 @@ class CommonGenGold:
     """Gold judge in [0, 1]: coverage × fluency of the continuation.
 
     *Coverage* is the fraction of the prompt's concepts that occur in the continuation in any inflected form
-    ("dogs", "chased"). *Fluency* is the fraction of its adjacent word pairs (lower-cased, punctuation
-    stripped, with a sentence start before the first word and a sentence end after the last) that the
-    grammar can produce; a repeated pair counts as ungrammatical, and the end pair only counts when the text
-    is one sentence closed by a ".". A prompt that lists no concepts, or a continuation with no words,
+    ("dogs", "chased"). *Fluency* is the squared fraction of its adjacent word pairs (lower-cased,
+    punctuation stripped, with a sentence start before the first word and a sentence end after the last)
+    that the grammar can produce; a repeated pair counts as ungrammatical, and the end pair only counts when
+    the text is one sentence closed by a ".". Squared, so that text which is half word salad or repetition
+    scores a quarter, not a half. A prompt that lists no concepts, or a continuation with no words,
     scores 0.
 
     >>> gold = CommonGenGold()
@@ -84,7 +85,7 @@ class CommonGenGold:
             ok = pair in self._bigrams and pair not in seen and (i < len(pairs) - 1 or one_sentence)
             good += ok
             seen.add(pair)
-        return good / len(pairs)
+        return (good / len(pairs)) ** 2
 
     def score_one(self, prompt: str, completion: str) -> float:
         concepts = parse_concepts(prompt)

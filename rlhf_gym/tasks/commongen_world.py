@@ -178,7 +178,16 @@ def grammatical_bigrams() -> frozenset[tuple[str, str]]:
 
 def sentence_for(rng: random.Random, fixed: dict[str, str]) -> str:
     """A random sentence of the grammar holding the lemmas of ``fixed`` (role -> lemma, roles as in the
-    patterns); every other slot is filled at random."""
+    patterns); every other slot is filled at random. No word pair repeats ("the dog ... the dog"): the gold
+    judge counts a repeated pair as ungrammatical."""
+    while True:
+        text = _sentence(rng, fixed)
+        words = [START, *re.findall(r"[a-z]+", text.lower()), END]
+        if len(set(zip(words, words[1:]))) == len(words) - 1:
+            return text
+
+
+def _sentence(rng: random.Random, fixed: dict[str, str]) -> str:
     kind = "i" if "vi" in fixed else "t" if fixed.keys() & {"vt", "obj"} else rng.choice("tti")
     tense = rng.choice(("present", "past", "present_prog", "past_prog"))
     subj, obj = rng.choice(("SG", "SG", "PL")), rng.choice(("SG", "SG", "PL"))
