@@ -124,8 +124,10 @@ def _unregister_task(name: str) -> None:
     gym.registry.pop(task.env_id, None)
 
 
+# The built-in tasks (each module registers its task).
+from rlhf_gym.tasks import commongen as _commongen  # noqa: E402,F401
 from rlhf_gym.tasks import concise as _concise  # noqa: E402,F401
-from rlhf_gym.tasks import imdb as _imdb  # noqa: E402,F401  (registers the built-in tasks)
+from rlhf_gym.tasks import imdb as _imdb  # noqa: E402,F401
 from rlhf_gym.tasks import readability as _readability  # noqa: E402,F401
 from rlhf_gym.tasks import sentiment as _sentiment  # noqa: E402,F401
 from rlhf_gym.tasks import tradeoff as _tradeoff  # noqa: E402,F401
