@@ -119,5 +119,6 @@ def _unregister_task(name: str) -> None:
     gym.registry.pop(task.env_id, None)
 
 
+from rlhf_gym.tasks import arithmetic as _arithmetic  # noqa: E402,F401
 from rlhf_gym.tasks import imdb as _imdb  # noqa: E402,F401  (registers the built-in tasks)
 from rlhf_gym.tasks import sentiment as _sentiment  # noqa: E402,F401
