@@ -1,7 +1,7 @@
 """The ``arithmetic`` task (``rlhf_gym/Arithmetic-v0``): verifiable arithmetic, an exact and sparse reward.
 
 Prompts are small integer expression in the style of reasoning-gym's ``chain_sum`` — chain sums of two or
-three terms (``"Q: 37+45="``, ``"Q: 12-30+7="``) and a one-digit product with an addend (``"Q: 7*8+3="``) —
+three terms (``"Q: 37+45="``, ``"Q: 12-20+7="``) and a one-digit product with an addend (``"Q: 7*8+3="``) —
 from a seeded generator (:func:`expression`); the policy answers with the integer (``"82"``). The gold
 judge (:class:`ArithmeticGold`) scores 1.0 when the completion's leading integer is the exact value of the
 prompt's expression, computed by a small parser (never ``eval``), else 0.0: the reward GRPO-style methods
@@ -49,16 +49,16 @@ _PROMPT = re.compile(r"Q:(.{1,200})=\s*\Z", re.DOTALL)
 
 
 def expression(rng: random.Random) -> str:
-    """One random expression: a chain sum of 2 terms (0-99) or 3 terms (0-30), or ``a*b±c`` / ``c+a*b``."""
+    """One random expression: a chain sum of 2 terms (0-50) or 3 terms (0-20), or ``a*b±c`` / ``c+a*b``."""
     kind = rng.random()
     if kind < 0.8:
-        n, top = (2, 99) if kind < 0.45 else (3, 30)
+        n, top = (2, 50) if kind < 0.45 else (3, 20)
         text = str(rng.randint(0, top))
         for _ in range(n - 1):
             text += rng.choice("+-") + str(rng.randint(0, top))
         return text
     product = f"{rng.randint(2, 9)}*{rng.randint(2, 9)}"
-    addend = str(rng.randint(1, 20))
+    addend = str(rng.randint(1, 9))
     return rng.choice([f"{product}+{addend}", f"{product}-{addend}", f"{addend}+{product}"])
 
 
@@ -181,13 +181,10 @@ class ArithmeticGold:
 def _near_miss(answer: int, rng: random.Random) -> int:
     """A plausible wrong answer: off by 1-10, or two digits of it swapped."""
     digits = str(abs(answer))
-    if len(digits) >= 2 and len(set(digits)) > 1 and rng.random() < 0.25:
-        while True:
-            i, j = rng.sample(range(len(digits)), 2)
-            swapped = list(digits)
-            swapped[i], swapped[j] = swapped[j], swapped[i]
-            if swapped[0] != "0" and swapped != list(digits):
-                return int("".join(swapped)) * (-1 if answer < 0 else 1)
+    swaps = sorted({int(d[:i] + d[j] + d[i + 1 : j] + d[i] + d[j + 1 :]) for d in [digits]
+                    for i in range(len(d)) for j in range(i + 1, len(d)) if d[i] != d[j] and (i or d[j] != "0")})
+    if swaps and rng.random() < 0.25:
+        return rng.choice(swaps) * (-1 if answer < 0 else 1)
     return answer + rng.choice([-1, 1]) * rng.randint(1, 10)
 
 
