@@ -1,7 +1,7 @@
 """The ``arithmetic`` task (``rlhf_gym/Arithmetic-v0``): verifiable arithmetic, an exact and sparse reward.
 
 Prompts are small integer expression in the style of reasoning-gym's ``chain_sum`` — chain sums of two or
-three terms (``"Q: 37+45="``, ``"Q: 12-20+7="``) and a one-digit product with an addend (``"Q: 7*8+3="``) —
+three terms (``"Q: 17+15="``, ``"Q: 2-9+7="``) and a one-digit product with an addend (``"Q: 7*8+3="``) —
 from a seeded generator (:func:`expression`); the policy answers with the integer (``"82"``). The gold
 judge (:class:`ArithmeticGold`) scores 1.0 when the completion's leading integer is the exact value of the
 prompt's expression, computed by a small parser (never ``eval``), else 0.0: the reward GRPO-style methods
@@ -49,10 +49,10 @@ _PROMPT = re.compile(r"Q:(.{1,200})=\s*\Z", re.DOTALL)
 
 
 def expression(rng: random.Random) -> str:
-    """One random expression: a chain sum of 2 terms (0-50) or 3 terms (0-20), or ``a*b±c`` / ``c+a*b``."""
+    """One random expression: a chain sum of 2 terms (0-20) or 3 terms (0-9), or ``a*b±c`` / ``c+a*b``."""
     kind = rng.random()
     if kind < 0.8:
-        n, top = (2, 50) if kind < 0.45 else (3, 20)
+        n, top = (2, 20) if kind < 0.45 else (3, 9)
         text = str(rng.randint(0, top))
         for _ in range(n - 1):
             text += rng.choice("+-") + str(rng.randint(0, top))
@@ -74,16 +74,19 @@ def _draw(split: str, n: int, stream: int, unique: bool) -> list[str]:
         raise DataError(f"arithmetic: need a positive number of prompts, got {n}")
     home = "eval" if split == "eval" else "train"
     rng, out, seen = random.Random(SEEDS[split] + STREAM_STRIDE * stream), [], set()
-    while len(out) < n:
-        expr = expression(rng)
+    stall = 0  # draws since the last new prompt: past the split's size, a unique list repeats itself
+    while len(out) < n and stall < 5_000:
+        expr, stall = expression(rng), stall + 1
         if split_of(expr) == home and not (unique and expr in seen):
             seen.add(expr)
             out.append(expr)
-    return out
+            stall = 0
+    return [out[i % len(out)] for i in range(n)]
 
 
 def prompts(split: str, n: int) -> list[str]:
-    """``n`` distinct prompts (``"Q: 37+45="``) of ``split``; the same ``n`` always gives the same list."""
+    """``n`` prompts (``"Q: 17+15="``) of ``split``, distinct while the split has that many (eval holds
+    about 800); a longer list is an earlier one's first ``n``."""
     return [f"Q: {e}=" for e in _draw(split, n, 0, unique=True)]
 
 
