@@ -15,7 +15,7 @@ that has not imported that module (a spawned worker), name it in the id: ``gym.m
 >>> get_task("sentimnet")
 Traceback (most recent call last):
 ...
-rlhf_gym.errors.ConfigError: unknown task 'sentimnet'; did you mean 'sentiment'? (registered: imdb, sentiment)
+rlhf_gym.errors.ConfigError: unknown task 'sentimnet'; did you mean 'sentiment'? (registered: arithmetic, imdb, sentiment)
 """
 
 from __future__ import annotations
