@@ -14,7 +14,8 @@ eval prompt is ever a training prompt, a demonstration or pretraining text. ``"a
 
 The shipped policy, ``embedded:tiny-arith-gpt2`` (built by scripts/build_arith.py), was pretrained on
 :func:`pretraining_texts`, where the shown answer is right only :data:`PRETRAIN_CORRECT` of the time and
-otherwise a near miss: it samples the right answer about a third of the time, so there is room to learn.
+otherwise a near miss, meant to make it sample the right answer about a third of the time (room to learn;
+not reached yet: the builds so far start at 0.03-0.07, see scripts/build_arith.py).
 """
 
 from __future__ import annotations
