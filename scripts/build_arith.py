@@ -10,11 +10,13 @@ right answers (the task's demonstrations, ``--clean-fraction`` of the steps: a t
 faster from clean labels), then on the noisy corpus, which calibrates it to be unsure; save, then
 measure exact-match accuracy on held-out ``arithmetic:eval`` prompts, sampled at temperature 1 and greedy.
 
-Why a noisy corpus: the starting policy of an RL task should be *middling*. The shown answer is right only
-``PRETRAIN_CORRECT`` (35%) of the time and otherwise a near miss (off by 1-10, or two digits swapped), so a
-model that learns the corpus knows the answer (it is the mode) but samples it about a third of the time:
-sampled accuracy is well below 0.5 while best-of-64 finds the answer for nearly every prompt. RL has to
-sharpen the policy onto what it already knows, which is the regime GRPO-style methods are run in.
+Why the start is middling: the starting policy of an RL task should know something but not everything.
+The model is trained on right answers of *training* problems only (the held-out problems are never seen),
+four passes over 60k texts: it learns to add well enough to answer about 43% of held-out problems greedily
+and 34% when sampling at T=1 (its wrong answers are near misses), so best-of-64 finds the answer for most
+prompts and RL has something to sharpen: the regime GRPO-style methods are run in. A last 1% of the corpus
+is the noisy kind (``PRETRAIN_CORRECT`` right, else a near miss), as PPO-ptx's text is. Earlier tries with
+one pass at lr 3e-3 (150k-180k texts, up to 40% noisy) had not learned to add (3-7% sampled accuracy).
 
 Reuses scripts/build_world.py's tokenizer, batching, schedule and asset helpers. The last line is
 ``RESULT accuracy=... greedy_accuracy=... params=... size_mb=... seconds=...``.
@@ -51,17 +53,17 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ASSETS_DIR / "tiny-arith-gpt2", help="asset folder to (re)write")
     parser.add_argument("--seed", type=int, default=0, help="seed of the model's init and batch order")
-    parser.add_argument("--n-texts", type=int, default=200_000, help="pretraining corpus size")
-    parser.add_argument("--clean-fraction", type=float, default=0.6, help="share of texts with right answers")
+    parser.add_argument("--n-texts", type=int, default=60_000, help="pretraining corpus size")
+    parser.add_argument("--clean-fraction", type=float, default=0.99, help="share of texts with right answers")
     parser.add_argument("--n-eval", type=int, default=512, help="held-out prompts for the accuracies")
     parser.add_argument("--n-embd", type=int, default=128)
     parser.add_argument("--n-layer", type=int, default=3)
     parser.add_argument("--n-head", type=int, default=4)
-    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup-steps", type=int, default=100)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     return parser.parse_args()
 
 

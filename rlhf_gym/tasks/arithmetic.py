@@ -1,6 +1,6 @@
 """The ``arithmetic`` task (``rlhf_gym/Arithmetic-v0``): verifiable arithmetic, an exact and sparse reward.
 
-Prompts are small integer expression in the style of reasoning-gym's ``chain_sum`` — chain sums of two or
+Prompts are small integer expressions in the style of reasoning-gym's ``chain_sum`` — chain sums of two or
 three terms (``"Q: 17+15="``, ``"Q: 2-9+7="``) and a one-digit product with an addend (``"Q: 7*8+3="``) —
 from a seeded generator (:func:`expression`); the policy answers with the integer (``"82"``). The gold
 judge (:class:`ArithmeticGold`) scores 1.0 when the completion's leading integer is the exact value of the
@@ -13,9 +13,9 @@ eval prompt is ever a training prompt, a demonstration or pretraining text. ``"a
 ``"arithmetic:eval"`` are prompt sources (:func:`rlhf_gym.core.data.register_prompt_source`).
 
 The shipped policy, ``embedded:tiny-arith-gpt2`` (built by scripts/build_arith.py), was pretrained on
-:func:`pretraining_texts`, where the shown answer is right only :data:`PRETRAIN_CORRECT` of the time and
-otherwise a near miss, meant to make it sample the right answer about a third of the time (room to learn;
-not reached yet: the builds so far start at 0.03-0.07, see scripts/build_arith.py).
+right answers to training problems (:func:`demonstrations`) and has learned to add only partly: on
+held-out problems it samples the right answer about a third of the time and its misses are near misses,
+so best-of-64 finds the answer for most prompts (the figures: ``rlhf-gym tasks --task arithmetic``).
 """
 
 from __future__ import annotations
