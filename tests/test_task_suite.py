@@ -85,7 +85,7 @@ def test_concise_gold_charges_for_words_and_annotators_pay_for_them():
     assert g[0] > g[1]  # the same praise, longer: worse by the gold
     n_extra = len(padded.split()) - CONCISE_WORDS
     assert float(g[0] - g[1]) == pytest.approx(0.04 * n_extra, abs=0.2)  # the charge dominates VADER's drift
-    assert float(b[1] - b[0]) == pytest.approx(0.08 * (len(padded.split()) - len(point.split())), rel=1e-5)
+    assert float(b[1] - b[0]) == pytest.approx(0.15 * (len(padded.split()) - len(point.split())), rel=1e-5)
     judge = get_task("concise").make_annotator_judge()
     perceived = judge.score(["x", "x"], [point, padded])
     assert perceived[1] > perceived[0]  # what the annotators see: longer wins

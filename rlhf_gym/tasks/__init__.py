@@ -125,6 +125,7 @@ def _unregister_task(name: str) -> None:
 
 
 # The built-in tasks (each module registers its task).
+from rlhf_gym.tasks import arithmetic as _arithmetic  # noqa: E402,F401
 from rlhf_gym.tasks import commongen as _commongen  # noqa: E402,F401
 from rlhf_gym.tasks import concise as _concise  # noqa: E402,F401
 from rlhf_gym.tasks import imdb as _imdb  # noqa: E402,F401

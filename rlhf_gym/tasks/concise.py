@@ -22,7 +22,7 @@ __all__ = ["CONCISE", "ConciseGold", "LengthBias", "CONCISE_WORDS", "LENGTH_PENA
 
 CONCISE_WORDS = 12  # words a continuation may use before the gold starts to charge for them
 LENGTH_PENALTY = 0.04  # gold lost per word beyond CONCISE_WORDS
-LENGTH_BIAS = 0.08  # what the simulated annotators add per word
+LENGTH_BIAS = 0.15  # what the simulated annotators add per word
 
 _WORD = re.compile(r"[A-Za-z0-9']+")
 
@@ -58,7 +58,7 @@ class LengthBias:
     """The annotators' taste for length: ``LENGTH_BIAS`` per word of the completion.
 
     >>> [round(x, 2) for x in LengthBias().score([""], [" one two three"]).tolist()]
-    [0.24]
+    [0.45]
     """
 
     name = "length_bias"
