@@ -25,7 +25,6 @@ from rlhf_gym.agents import PPO
 from rlhf_gym.agents.evaluation import evaluate
 from rlhf_gym.tasks import get_task, list_tasks
 
-
 #: PPO learning rate per task (1e-3 for the others).
 LEARNING_RATES = {"arithmetic": 3e-5, "commongen": 3e-4}
 
