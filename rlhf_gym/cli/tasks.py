@@ -79,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
         cells = ([f"{_fmt(fig['start_gold_mean'])} ± {_fmt(fig['start_gold_sd'])}", _fmt(fig["best_of_n_gold"]),
                   _fmt(fig["headroom"], "{:.2f}"), _fmt(fig["proxy_accuracy"], "{:.1%}")]
                  if fig else [why, "", "", ""])
-        table.add_row(task.name, task.env_id, fig["gold"] if fig else task.gold.__name__, *cells)
+        judge = fig["gold"].split(" object at ")[0].lstrip("<").rsplit(".", 1)[-1] if fig else task.gold.__name__
+        table.add_row(task.name, task.env_id, judge, *cells)
     console.print(table)
     for name, fig in results.items():
         if fig and fig.get("front"):

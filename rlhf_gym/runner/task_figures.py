@@ -84,6 +84,11 @@ def cache_dir() -> Path:
     return Path(root) / "tasks"
 
 
+def judge_name(gold: Any) -> str:
+    """``repr(gold)`` when its class defines one, else its class name (never ``<... object at 0x...>``)."""
+    return repr(gold) if type(gold).__repr__ is not object.__repr__ else type(gold).__name__
+
+
 def _words(texts: Sequence[str]) -> np.ndarray:
     return np.array([len(t.split()) for t in texts], dtype=float)
 
@@ -168,7 +173,7 @@ def task_figures(task: Task, config: FigureConfig | None = None, progress: Progr
     best = float(pool_gold.max(dim=1).values.mean())
     words = _words(pool)
     figures = {
-        "task": task.name, "version": task.version, "env_id": task.env_id, "gold": repr(gold),
+        "task": task.name, "version": task.version, "env_id": task.env_id, "gold": judge_name(gold),
         "start_gold_mean": float(start.mean()), "start_gold_sd": sd, "best_of_n": cfg.n_best_of,
         "best_of_n_gold": best, "headroom": (best - float(start.mean())) / sd if sd > 0 else math.inf,
         "proxy_accuracy": pair_accuracy(pool_proxy, pool_gold), "proxy_comparisons": len(sim.pairs),

@@ -181,6 +181,9 @@ class ArithmeticGold:
             scores.append(float(answer is not None and leading_integer(completion) == answer))
         return torch.tensor(scores, dtype=torch.float32)
 
+    def __repr__(self) -> str:
+        return "ArithmeticGold()"
+
 
 def _near_miss(answer: int, rng: random.Random) -> int:
     """A plausible wrong answer: off by 1-10, or two digits of it swapped."""
