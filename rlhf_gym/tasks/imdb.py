@@ -32,6 +32,7 @@ IMDB = Task(
     gold=vader_gold,
     annotators="3",
     pretraining_text=imdb_reviews,
+    max_new_tokens=32,  # as envs/imdb.yaml
     metrics=DEFAULT_METRICS,
 )
 
