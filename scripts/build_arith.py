@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from build_world import (
+    build_model,
     lr_factor,
     pad_batch,
     sample_continuations,
@@ -40,7 +41,7 @@ from build_world import (
     seed_everything,
     train_tokenizer,
 )
-from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+from transformers import GPT2LMHeadModel, PreTrainedTokenizerFast
 
 from rlhf_gym.core.data import load_prompts
 from rlhf_gym.core.models import ASSETS_DIR
@@ -65,18 +66,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup-steps", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     return parser.parse_args()
-
-
-def build_model(tokenizer: PreTrainedTokenizerFast, args: argparse.Namespace) -> GPT2LMHeadModel:
-    eos = tokenizer.eos_token_id
-    config = GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=args.n_embd, n_layer=args.n_layer,
-                        n_head=args.n_head, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-                        bos_token_id=eos, eos_token_id=eos, pad_token_id=eos)
-    model = GPT2LMHeadModel(config)
-    model.generation_config = GenerationConfig(
-        do_sample=True, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=MAX_NEW_TOKENS,
-        bos_token_id=eos, eos_token_id=eos, pad_token_id=eos)
-    return model
 
 
 def encode_answers(tokenizer: PreTrainedTokenizerFast, texts: list[str]) -> list[tuple[list[int], int]]:
@@ -145,7 +134,7 @@ def main() -> None:
     print(f"{len(clean)} clean then {len(noisy)} noisy pretraining texts, e.g. {noisy[:3]}")
     tokenizer = train_tokenizer(clean + noisy, VOCAB_SIZE)
     phases = [encode_answers(tokenizer, texts) for texts in (clean, noisy) if texts]
-    model = build_model(tokenizer, args)
+    model = build_model(tokenizer, args, n_positions=64, max_new_tokens=MAX_NEW_TOKENS)
     params = sum(p.numel() for p in model.parameters())
     print(f"pretraining GPT-2 ({args.n_layer} layers, {args.n_embd} dims, {params} parameters, vocab "
           f"{len(tokenizer)}) for {args.epochs} epochs on {args.threads} threads")

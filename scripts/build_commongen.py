@@ -23,10 +23,11 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+from transformers import GPT2LMHeadModel, PreTrainedTokenizerFast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from build_world import (  # noqa: E402
+from build_world import (
+    build_model,  # noqa: E402
     encode,
     pretrain,
     sample_continuations,
@@ -64,18 +65,6 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def build_model(tokenizer: PreTrainedTokenizerFast, args: argparse.Namespace) -> GPT2LMHeadModel:
-    eos = tokenizer.eos_token_id
-    config = GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=args.n_embd, n_layer=args.n_layer,
-                        n_head=args.n_head, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-                        bos_token_id=eos, eos_token_id=eos, pad_token_id=eos)
-    model = GPT2LMHeadModel(config)
-    model.generation_config = GenerationConfig(
-        do_sample=True, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=MAX_NEW_TOKENS,
-        bos_token_id=eos, eos_token_id=eos, pad_token_id=eos)
-    return model
-
-
 def evaluate(model: GPT2LMHeadModel, tokenizer: PreTrainedTokenizerFast, n: int, seed: int,
              ) -> tuple[float, float, float]:
     """Mean gold, coverage and fluency of one temperature-1 sample per held-out prompt."""
@@ -103,7 +92,7 @@ def main() -> None:
     ids = encode(tokenizer, texts)
     n_tokens = sum(len(s) for s in ids)
     print(f"{len(texts)} texts, vocab {len(tokenizer)}, {n_tokens / len(ids):.1f} tokens per text")
-    model = build_model(tokenizer, args)
+    model = build_model(tokenizer, args, n_positions=64, max_new_tokens=MAX_NEW_TOKENS)
     params = sum(p.numel() for p in model.parameters())
     print(f"pretraining GPT-2 ({args.n_layer} layers, {args.n_embd} dims, {params} parameters)")
     pretrain(model, ids, args, tokenizer.pad_token_id)

@@ -96,10 +96,12 @@ def encode(tokenizer: PreTrainedTokenizerFast, texts: Sequence[str]) -> list[lis
 # ---- model ---------------------------------------------------------------------------------------
 
 
-def build_model(tokenizer: PreTrainedTokenizerFast, args: argparse.Namespace) -> GPT2LMHeadModel:
+def build_model(tokenizer: PreTrainedTokenizerFast, args: argparse.Namespace, *, n_positions: int = 128,
+                max_new_tokens: int = MAX_NEW_TOKENS) -> GPT2LMHeadModel:
+    """A fresh GPT-2 of ``args``' size for ``tokenizer`` (also the arithmetic and commongen models')."""
     eos = tokenizer.eos_token_id
     config = GPT2Config(
-        vocab_size=len(tokenizer), n_positions=128,
+        vocab_size=len(tokenizer), n_positions=n_positions,
         n_embd=args.n_embd, n_layer=args.n_layer, n_head=args.n_head,
         # no dropout: the data are plentiful, and RL fine-tuning wants a deterministic forward pass
         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
@@ -107,7 +109,7 @@ def build_model(tokenizer: PreTrainedTokenizerFast, args: argparse.Namespace) ->
     )
     model = GPT2LMHeadModel(config)
     model.generation_config = GenerationConfig(
-        do_sample=True, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=MAX_NEW_TOKENS,
+        do_sample=True, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=max_new_tokens,
         bos_token_id=eos, eos_token_id=eos, pad_token_id=eos,
     )
     return model

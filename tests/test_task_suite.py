@@ -128,6 +128,10 @@ def test_prompt_schemes_and_shipped_models_resolve_with_clear_errors():
         load_prompts("toyscheme:test")
     with pytest.raises(DataError, match="already registered"):
         register_prompt_source("toyscheme", lambda split, n: [])
+    with pytest.raises(DataError, match=r"scheme 'Bad Scheme' is invalid"):
+        register_prompt_source("Bad Scheme", lambda split, n: [])
+    with pytest.raises(DataError, match=r"generate='nope' is not a callable"):
+        register_prompt_source("other", "nope")
     assert resolve_model_path("embedded:tiny-review-gpt2") == resolve_model_path("embedded")
     assert load_causal_lm("embedded:tiny-review-gpt2").config.n_layer == 4
     with pytest.raises(ModelError, match=r"model 'embedded:nope': the package ships no such model \(shipped: .*"

@@ -37,6 +37,10 @@ def register_prompt_source(scheme: str, generate: Callable[[str, int], list[str]
                            splits: Sequence[str] = ("train", "eval")) -> None:
     """Makes ``"SCHEME:SPLIT"`` a prompt source: ``generate(split, n)`` returns ``n`` prompts of that split
     (train and eval must never share prompts). Tasks register theirs; a scheme is registered once."""
+    if not isinstance(scheme, str) or not scheme.isidentifier() or not scheme.islower():
+        raise DataError(f"prompt source scheme {scheme!r} is invalid: a lower-case name such as 'arithmetic'")
+    if not callable(generate):
+        raise DataError(f"prompt source {scheme!r}: generate={generate!r} is not a callable (split, n) -> prompts")
     if scheme in _SOURCES or scheme in ("embedded", "hf"):
         raise DataError(f"prompt source scheme {scheme!r} is already registered")
     _SOURCES[scheme] = (generate, tuple(splits))
