@@ -13,7 +13,6 @@ from conftest import build_tiny_lm
 import rlhf_gym  # noqa: F401  (registers the envs)
 from rlhf_gym.agents import A2C, NLPO, PPO, PPOConfig, RolloutBuffer, gae, whiten
 from rlhf_gym.agents import core as agents_core
-from rlhf_gym.agents.rollout import collect_rollout
 from rlhf_gym.core.generation import position_ids_from_mask, top_p_mask
 from rlhf_gym.core.kl import kl_estimate
 from rlhf_gym.envs import TextGenVecEnv
@@ -80,7 +79,8 @@ def test_buffer_memory_grows_with_tokens_not_tokens_times_length(tiny_lm_dir, pr
     assert sizes[40].nbytes - sizes[20].nbytes == 2 * (sizes[20].nbytes - sizes[10].nbytes)
     env = make_env(tiny_lm_dir, prompts, n=8, max_new_tokens=12)
     agent = PPO(env, seed=0)
-    buf, _ = collect_rollout(agent, agent.kl_controller)
+    buf, _ = agent.collect()
+    agent.compute_advantages(buf)
     n, p, t = len(buf), buf.prompt_ids.shape[1], buf.tokens.shape[1]
     assert buf.nbytes <= 64 * n * (p + t)  # a few numbers per token
     assert buf.nbytes < n * t * env.engine.width * 16  # what storing every step's observation would take
@@ -89,7 +89,7 @@ def test_buffer_memory_grows_with_tokens_not_tokens_times_length(tiny_lm_dir, pr
 def test_rollout_rewards_are_kl_shaped_with_score_on_last_token(tiny_lm_dir, prompts):
     env = make_env(tiny_lm_dir, prompts, n=8)
     agent = PPO(env, seed=0, kl_coef=0.3)
-    buf, metrics = collect_rollout(agent, agent.kl_controller)
+    buf, metrics = agent.collect()
     assert env.engine.beta == 0.3 and metrics["objective/beta"] == 0.3
     kl = (kl_estimate(buf.logprobs, buf.ref_logprobs) * buf.token_mask).sum(1)
     torch.testing.assert_close(buf.rewards.sum(1), buf.scores - 0.3 * kl)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from rlhf_gym.agents.registry import ALGORITHMS as ALGOS
+from rlhf_gym.agents.registry import algo_spec
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.runner.config import (
     EnvConfig,
@@ -18,7 +20,6 @@ from rlhf_gym.runner.config import (
     parse_overrides,
     parse_yaml,
 )
-from rlhf_gym.runner.registry import ALGOS, algo_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV_PRESETS = sorted((ROOT / "envs").glob("*.yaml"))

@@ -31,13 +31,12 @@ def _agent_worker(rank: int, init_file: str, lm_dir: str, out_dir: str) -> None:
     from rlhf_gym.agents import PPO
     from rlhf_gym.agents.distributed import with_data_parallel
     from rlhf_gym.envs import TextGenVecEnv
-    from rlhf_gym.runner.ptx import with_ptx
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
     try:
         env = TextGenVecEnv(num_envs=4, model=lm_dir, prompts=PROMPTS, reward=vowel_reward, max_new_tokens=4, beta=0.05)
-        agent_cls = with_data_parallel(with_ptx(PPO))  # PPO-ptx: two backward passes per step, one reduction
+        agent_cls = with_data_parallel(PPO)  # with PPO-ptx: two backward passes per step, one reduction
         local_steps: list[int] = []
         agent = agent_cls(env, seed=0, learning_rate=3e-3, minibatch_size=2, n_epochs=2, adaptive_kl_target=0.5,
                           adaptive_kl_horizon=100, ptx_coef=0.5, ptx_data=f"{out_dir}/ptx.txt", ptx_batch_size=2,

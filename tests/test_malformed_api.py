@@ -28,7 +28,6 @@ from rlhf_gym.rewards.learned import LearnedReward
 from rlhf_gym.rewards.preferences import PreferencePair, load_preferences
 from rlhf_gym.rewards.rm_train import RewardModelConfig, train_reward_model
 from rlhf_gym.runner.config import RunConfig
-from rlhf_gym.runner.ptx import ptx_config_class
 from rlhf_gym.runner.sft import Demonstration, SFTConfig, load_demonstrations, train_sft
 
 PROMPTS = ["the movie was", "the food", "i loved this"]
@@ -180,7 +179,7 @@ CASES = [
     ("ppo-n-epochs-float", lambda c: PPOConfig(n_epochs=2.5), ConfigError, "n_epochs=2.5"),
     ("ppo-seed-string", lambda c: PPO(c.vec, seed="0"), ConfigError, "seed='0'"),
     ("nlpo-min-tokens-float", lambda c: NLPOConfig(min_tokens=10.5), ConfigError, "min_tokens=10.5"),
-    ("ptx-batch-size-string", lambda c: ptx_config_class(PPOConfig)(ptx_batch_size="8"), ConfigError,
+    ("ptx-batch-size-string", lambda c: PPOConfig(ptx_batch_size="8"), ConfigError,
      "ptx_batch_size='8'"),
     ("lora-r-float", lambda c: LoraSpec(r=2.5), ConfigError, "lora.r=2.5"),
     ("rm-epochs-float", lambda c: RewardModelConfig(epochs=1.5), ConfigError, "epochs=1.5"),
@@ -202,7 +201,7 @@ CASES = [
     ("ppo-gae-lambda-inf", lambda c: PPOConfig(gae_lambda=INF), ConfigError, "gae_lambda=inf"),
     ("nlpo-top-p-inf", lambda c: NLPO(c.vec, top_p=INF), ConfigError, "top_p=inf"),
     ("a2c-ent-coef-inf", lambda c: A2CConfig(ent_coef=INF), ConfigError, "ent_coef=inf"),
-    ("ptx-coef-nan", lambda c: ptx_config_class(PPOConfig)(ptx_coef=NAN), ConfigError, "ptx_coef=nan"),
+    ("ptx-coef-nan", lambda c: PPOConfig(ptx_coef=NAN), ConfigError, "ptx_coef=nan"),
     ("lora-alpha-inf", lambda c: LoraSpec(alpha=INF), ConfigError, "lora.alpha=inf"),
     ("evaluate-temperature-inf", lambda c: evaluate(c.vec.engine.ref, c.vec, n=2, temperature=INF), ConfigError,
      "temperature=inf"),

@@ -346,13 +346,13 @@ def test_an_os_error_while_writing_names_the_path(tmp_path, monkeypatch):
 
 def test_a_failing_new_run_leaves_nothing(base, tmp_path, monkeypatch, capsys):
     """An error after the run directory was created (here: in the first policy update) removes it again."""
+    from rlhf_gym.agents import PPO
     from rlhf_gym.errors import RewardError
-    from rlhf_gym.runner.ptx import PtxMixin
 
     def broken(self, buffer):
         raise RewardError("the reward went away")
 
-    monkeypatch.setattr(PtxMixin, "train", broken)
+    monkeypatch.setattr(PPO, "update", broken)
     out = tmp_path / "run"
     assert main(["train", "--env", str(base / "env.yaml"), "--agent", str(base / "agent.yaml"), "--out", str(out),
                  "--no-progress", "--wandb", "disabled"]) == 2
@@ -363,7 +363,6 @@ def test_a_failing_new_run_leaves_nothing(base, tmp_path, monkeypatch, capsys):
 @pytest.mark.parametrize("algo", ["ppo", "a2c", "nlpo"])
 def test_every_cli_checkpoint_loads_with_the_python_api(algo, base, tmp_path, capsys):
     from rlhf_gym.agents import A2C, NLPO, PPO
-    from rlhf_gym.runner.ptx import with_ptx
 
     agent = tmp_path / "agent.yaml"
     text = (base / "agent.yaml").read_text().replace("algo: ppo", f"algo: {algo}")
@@ -376,9 +375,10 @@ def test_every_cli_checkpoint_loads_with_the_python_api(algo, base, tmp_path, ca
     from rlhf_gym.runner.build import make_env
     from rlhf_gym.runner.rundir import load_run
 
-    plain = cls.load(ck)  # prediction only
-    assert plain.num_timesteps == 8 and not hasattr(plain.config, "ptx_coef")
+    plain = cls.load(ck)  # prediction only: the ptx text is not needed without an env to train on
+    assert plain.num_timesteps == 8 and plain.env is None
     env = make_env(load_run(out))
-    assert cls.load(ck, env=env).learn(2).num_timesteps > 8  # and it trains on, without the ptx mix
-    mixed = with_ptx(cls).load(ck, env=env)
+    mixed = cls.load(ck, env=env)  # and it trains on, with the pretraining mix it was trained with
     assert mixed.config.ptx_coef == 0.1 and mixed.num_timesteps == 8
+    mixed.learn(2)
+    assert mixed.num_timesteps > 8 and mixed.history[-1]["loss/ptx"] > 0

@@ -158,13 +158,12 @@ def agent_env(run):
                              "policy/config.json"]), corruption=CORRUPTION)
 def test_agent_checkpoint_loads_or_names_the_file(name, corruption, run, agent_env):
     from rlhf_gym.agents import PPO
-    from rlhf_gym.runner.ptx import with_ptx
 
     agent_dir = ckpt.latest_checkpoint(run) / "agent"
     copy = agent_dir.parent.parent / ".prop-agent"  # loads never write, but keep the run's own files pristine
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(agent_dir, copy)
     try:
-        _with_corrupted(copy / name, corruption, lambda: with_ptx(PPO).load(copy, env=agent_env))
+        _with_corrupted(copy / name, corruption, lambda: PPO.load(copy, env=agent_env))
     finally:
         shutil.rmtree(copy, ignore_errors=True)

@@ -29,8 +29,8 @@ KILLER = textwrap.dedent("""
             return original(*args, **kwargs)
         return wrapped
     if where == "update":
-        from rlhf_gym.runner.ptx import PtxMixin
-        PtxMixin.train = tripwire(PtxMixin.train)
+        from rlhf_gym.agents import PPO
+        PPO.update = tripwire(PPO.update)
     else:
         from rlhf_gym.runner import checkpoint
         checkpoint.capture_rng = tripwire(checkpoint.capture_rng)

@@ -111,8 +111,8 @@ def test_task_validation_names_the_field(field, value, message):
 def test_the_parts_come_from_the_task(toy):
     """Evaluation, the runner's env config, SFT demonstrations and ptx text take the task's parts."""
     from rlhf_gym.agents.evaluation import evaluate
+    from rlhf_gym.agents.ptx import load_ptx_texts
     from rlhf_gym.runner.config import EnvConfig
-    from rlhf_gym.runner.ptx import load_ptx_texts
     from rlhf_gym.runner.sft import task_demonstrations, world_demonstrations
 
     env = gym.make(toy.env_id, max_new_tokens=3)

@@ -18,12 +18,11 @@ from rlhf_gym.agents.core import OnPolicyAgent
 from rlhf_gym.agents.nlpo import NLPO, NLPOConfig
 from rlhf_gym.agents.policy import ActorCritic
 from rlhf_gym.agents.ppo import PPO, PPOConfig
+from rlhf_gym.agents.registry import ALGORITHMS, AlgoSpec, Trainer, algorithm_class, register_algorithm
 from rlhf_gym.agents.rollout import Callback, OnPolicyConfig
 
-#: Agents by name, for configs and the runner (``ALGORITHMS["ppo"](env, **hyperparams)``).
-ALGORITHMS: dict[str, type[OnPolicyAgent]] = {"ppo": PPO, "a2c": A2C, "nlpo": NLPO}
-
 __all__ = [
-    "A2C", "A2CConfig", "ALGORITHMS", "ActorCritic", "Callback", "NLPO", "NLPOConfig", "OnPolicyAgent",
-    "OnPolicyConfig", "PPO", "PPOConfig", "RolloutBuffer", "gae", "whiten",
+    "A2C", "A2CConfig", "ALGORITHMS", "ActorCritic", "AlgoSpec", "Callback", "NLPO", "NLPOConfig", "OnPolicyAgent",
+    "OnPolicyConfig", "PPO", "PPOConfig", "RolloutBuffer", "Trainer", "algorithm_class", "gae", "register_algorithm",
+    "whiten",
 ]

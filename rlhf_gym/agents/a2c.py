@@ -43,7 +43,7 @@ class A2C(OnPolicyAgent):
     algorithm = "A2C"
     config: A2CConfig
 
-    def train(self, buffer: RolloutBuffer) -> dict[str, float]:
+    def update(self, buffer: RolloutBuffer) -> dict[str, float]:
         cfg = self.config
         n_tokens = buffer.n_tokens
         totals = {"loss/policy": 0.0, "loss/value": 0.0, "policy/entropy": 0.0}

@@ -1,7 +1,10 @@
-"""The sequence-level rollout buffer, GAE and minibatching shared by every on-policy agent.
+"""The sequence-level rollout buffer, GAE and minibatching shared by every agent.
 
 Each episode is stored once, as a row: its left-padded prompt and its right-padded completion with one value
-per generated token (log-prob, reference log-prob, value, reward, advantage, return). Memory therefore grows
+per generated token (log-prob, reference log-prob, value, reward, advantage, return). Rows that continue the
+same prompt share a **group id** (``samples_per_prompt`` > 1: GRPO's and RLOO's groups, a DPO pair) and are
+stored next to each other; minibatches shuffle whole groups, so a group is never split when the minibatch
+size is a multiple of the group size. Memory therefore grows
 with the number of tokens, ``N·(P + T)``, where a token-by-token buffer of observations would hold
 ``N·T·(P + T)``. A minibatch is a set of rows, trimmed to its own widest prompt and completion, fed to the
 policy as one teacher-forced sequence each.
@@ -79,6 +82,10 @@ class Minibatch:
     values: torch.Tensor
     advantages: torch.Tensor
     returns: torch.Tensor
+    ref_logprobs: torch.Tensor
+    rewards: torch.Tensor
+    scores: torch.Tensor  # (n,)
+    group_ids: torch.Tensor  # (n,)
 
     @property
     def n_tokens(self) -> int:
@@ -101,6 +108,11 @@ class RolloutBuffer:
     scores: torch.Tensor  # (N,) reward-function score of each episode
     advantages: torch.Tensor | None = None  # (N, T), from compute_advantages
     returns: torch.Tensor | None = None  # (N, T), from compute_advantages
+    group_ids: torch.Tensor | None = None  # (N,) long: rows with one id continue one prompt (None: one row each)
+
+    def __post_init__(self) -> None:
+        if self.group_ids is None:
+            self.group_ids = torch.arange(len(self), device=self.tokens.device)
 
     def __len__(self) -> int:
         return self.tokens.shape[0]
@@ -129,16 +141,28 @@ class RolloutBuffer:
         token_mask = self.token_mask[idx]
         width = int(token_mask.sum(1).max())
         cut = {name: (t if (t := getattr(self, name)) is not None else torch.zeros_like(self.values))[idx, :width]
-               for name in ("tokens", "logprobs", "values", "advantages", "returns")}
+               for name in ("tokens", "logprobs", "values", "advantages", "returns", "ref_logprobs", "rewards")}
         token_mask = token_mask[:, :width]
         return Minibatch(
             input_ids=torch.cat([prompt_ids[:, first:], cut["tokens"]], dim=1),
             attention_mask=torch.cat([prompt_mask[:, first:].long(), token_mask.long()], dim=1),
-            token_mask=token_mask, **cut,
+            token_mask=token_mask, scores=self.scores[idx], group_ids=self.group_ids[idx], **cut,
         )
 
+    @property
+    def n_groups(self) -> int:
+        """Distinct prompts (groups of rows) held."""
+        return int(self.group_ids.unique().numel())
+
+    def group_view(self, x: torch.Tensor) -> torch.Tensor:
+        """A per-row tensor ``(N, ...)`` as ``(groups, K, ...)``: rows of a group are contiguous and groups equal-sized."""
+        return x.reshape(self.n_groups, len(self) // self.n_groups, *x.shape[1:])
+
     def minibatches(self, size: int, generator: torch.Generator | None = None) -> Iterator[Minibatch]:
-        """All rows once, shuffled with ``generator``, in minibatches of ``size`` episodes."""
-        order = torch.randperm(len(self), generator=generator).to(self.tokens.device)
+        """All rows once, in minibatches of ``size`` episodes; whole groups are shuffled with ``generator``."""
+        k = len(self) // self.n_groups
+        order = torch.randperm(self.n_groups, generator=generator).to(self.tokens.device)
+        if k > 1:  # groups are contiguous rows [g·K, (g+1)·K)
+            order = (order[:, None] * k + torch.arange(k, device=order.device)).reshape(-1)
         for start in range(0, len(self), size):
             yield self.select(order[start : start + size])

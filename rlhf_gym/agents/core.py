@@ -27,7 +27,8 @@ from transformers import PreTrainedModel
 
 from rlhf_gym.agents.buffer import Minibatch, RolloutBuffer
 from rlhf_gym.agents.policy import ActorCritic, vocab_size
-from rlhf_gym.agents.rollout import Callback, OnPolicyConfig, collect_rollout, run_callbacks
+from rlhf_gym.agents.ptx import PtxMixin
+from rlhf_gym.agents.rollout import Callback, OnPolicyConfig, Rollouts, run_callbacks
 from rlhf_gym.agents.saving import Checkpointing
 from rlhf_gym.agents.stepping import PolicyStepper
 from rlhf_gym.core.checks import resolve_device
@@ -41,8 +42,8 @@ PolicyArg = str | Path | PreTrainedModel | None
 CallbackArg = Callback | Callable[[dict], bool | None] | list | None
 
 
-class OnPolicyAgent(Checkpointing):
-    """Base of PPO, A2C and NLPO. ``Agent(env, policy=None, **hyperparams)``.
+class OnPolicyAgent(Rollouts, PtxMixin, Checkpointing):
+    """Base of every native algorithm. ``Agent(env, policy=None, **hyperparams)``.
 
     Args:
         env: a :class:`~rlhf_gym.envs.TextGenVecEnv` (or a wrapper of one), an env id such as
@@ -57,6 +58,8 @@ class OnPolicyAgent(Checkpointing):
 
     config_class: ClassVar[type[OnPolicyConfig]] = OnPolicyConfig
     algorithm: ClassVar[str] = "OnPolicy"
+    #: Whether the policy has a value head (critic-free algorithms set False: no value head is built).
+    uses_critic: ClassVar[bool] = True
 
     def __init__(self, env: Any, policy: PolicyArg = None, *, logger: Callable[[dict], Any] | None = None,
                  env_kwargs: dict | None = None, **hyperparams: Any):
@@ -73,8 +76,10 @@ class OnPolicyAgent(Checkpointing):
             next(ref.parameters()).device if ref is not None else torch.device("cpu"))
         lm = self._resolve_policy(policy, ref)
         self._check_models(lm, policy)
+        if cfg.separate_value_model and not self.uses_critic:
+            raise ConfigError(f"separate_value_model=True is invalid: {self.algorithm} has no critic")
         value_model = copy.deepcopy(lm).requires_grad_(True) if cfg.separate_value_model else None
-        self.policy = ActorCritic(lm, value_model).to(self.device)
+        self.policy = ActorCritic(lm, value_model, critic=self.uses_critic).to(self.device)
         self.params = [p for p in self.policy.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(self.params, lr=cfg.learning_rate, eps=1e-5)
         beta = cfg.kl_coef if cfg.kl_coef is not None else (self.env.unwrapped.engine.beta if self.env else 0.0)
@@ -87,6 +92,7 @@ class OnPolicyAgent(Checkpointing):
         self.num_timesteps = self.num_rollouts = self.num_episodes = 0
         self.logger, self.history = logger, []
         self.last_rollout_texts: list[tuple[str, str, float]] = []
+        self._setup_ptx()
         self._setup()
 
     # ----- construction --------------------------------------------------------------------------------
@@ -166,6 +172,11 @@ class OnPolicyAgent(Checkpointing):
     def _setup(self) -> None:
         """Algorithm hook run at the end of ``__init__`` (NLPO builds its masking policy here)."""
 
+    @property
+    def lm(self) -> PreTrainedModel:
+        """The policy's causal LM (what is deployed, evaluated and saved as ``policy/``)."""
+        return self.policy.lm
+
     def _require_env(self) -> Any:
         if self.env is None:
             raise ConfigError(f"this {self.algorithm} agent has no env; pass env= to {self.algorithm}.load() to train")
@@ -184,8 +195,8 @@ class OnPolicyAgent(Checkpointing):
         """Allowed next tokens ``(N, V)`` for :meth:`predict` (None: all)."""
         return None
 
-    def train(self, buffer: RolloutBuffer) -> dict[str, float]:
-        """The algorithm: update the policy from one rollout and return its metrics."""
+    def update(self, batch: RolloutBuffer) -> dict[str, float]:
+        """The algorithm: update the policy from one batch (advantages computed) and return its metrics."""
         raise NotImplementedError
 
     # ----- the shared pieces of an update ------------------------------------------------------------------
@@ -209,7 +220,9 @@ class OnPolicyAgent(Checkpointing):
         return logp, entropy, values
 
     def optimizer_step(self) -> float:
-        """Clips the accumulated gradient, takes one optimizer step, clears it; returns the gradient norm."""
+        """Adds the PPO-ptx gradient (if ``ptx_coef`` > 0), clips the accumulated gradient, takes one optimizer
+        step and clears it; returns the gradient norm."""
+        self._add_ptx_gradient()
         self.reduce_gradients()
         max_norm = self.config.max_grad_norm if self.config.max_grad_norm is not None else float("inf")
         norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
@@ -241,8 +254,10 @@ class OnPolicyAgent(Checkpointing):
         try:
             while done < total_timesteps:
                 start = time.perf_counter()
-                buffer, metrics = collect_rollout(self, self.kl_controller)
-                metrics.update(self.train(buffer))
+                buffer, metrics = self.collect()
+                metrics.update(self.compute_advantages(buffer) or {})
+                metrics.update(self.update(buffer))
+                metrics.update(self._ptx_metrics())
                 self.num_timesteps += buffer.n_tokens
                 self.num_rollouts += 1
                 self.num_episodes += len(buffer)
@@ -253,7 +268,8 @@ class OnPolicyAgent(Checkpointing):
                     self.logger(metrics)
                 if bar is not None:
                     bar.update(min(buffer.n_tokens, total_timesteps - done))
-                    bar.set_postfix(score=f"{metrics['objective/scores']:.3f}", kl=f"{metrics['objective/kl']:.2f}")
+                    bar.set_postfix(score=f"{metrics.get('objective/scores', float('nan')):.3f}",
+                                    kl=f"{metrics.get('objective/kl', float('nan')):.2f}")
                 done += buffer.n_tokens
                 if not run_callbacks(callbacks, metrics):
                     break

@@ -112,8 +112,8 @@ class NLPO(PPO):
     def next_token_mask(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.sampling_mask_fn()(input_ids, attention_mask, None)
 
-    def train(self, buffer: RolloutBuffer) -> dict[str, float]:
-        metrics = super().train(buffer)
+    def update(self, buffer: RolloutBuffer) -> dict[str, float]:
+        metrics = super().update(buffer)
         metrics["nlpo/mask_version"] = self.mask_version
         done = self.num_rollouts + 1  # rollouts completed, this one included (learn() counts it afterwards)
         if done % self.config.mask_update_every == 0:

@@ -2,7 +2,8 @@
 
 By default the value head reads the LM's own last hidden state (a shared trunk, as in TRL and RL4LMs);
 ``value_model`` gives the critic a trunk of its own (a copy of the LM whose logits are never used), so the
-value loss cannot pull on the policy's weights.
+value loss cannot pull on the policy's weights. Critic-free algorithms (GRPO, RLOO, REINFORCE++, DPO) build
+it with ``critic=False``: no value head exists and the values are zeros.
 
 One teacher-forced forward over ``prompt + completion`` gives, for every completion position ``t``, the
 logits that predicted token ``t`` and the value ``V(s_t)`` of the state before it — never one forward per
@@ -37,17 +38,19 @@ class ActorCritic(nn.Module):
     """A causal LM with a value head on its last hidden state (or on a separate ``value_model``'s).
 
     The value head is a zero-initialised ``Linear(hidden, 1)`` in float32, so ``V ≡ 0`` before training
-    and construction consumes no randomness.
+    and construction consumes no randomness. With ``critic=False`` it is None and ``forward`` returns zeros.
     """
 
-    def __init__(self, lm: PreTrainedModel, value_model: PreTrainedModel | None = None):
+    def __init__(self, lm: PreTrainedModel, value_model: PreTrainedModel | None = None, critic: bool = True):
         super().__init__()
         self.lm = lm
-        self.value_model = value_model
-        trunk = value_model if value_model is not None else lm
-        self.value_head = nn.Linear(hidden_size(trunk), 1, device=next(trunk.parameters()).device)
-        nn.init.zeros_(self.value_head.weight)
-        nn.init.zeros_(self.value_head.bias)
+        self.value_model = value_model if critic else None
+        self.value_head = None
+        if critic:
+            trunk = value_model if value_model is not None else lm
+            self.value_head = nn.Linear(hidden_size(trunk), 1, device=next(trunk.parameters()).device)
+            nn.init.zeros_(self.value_head.weight)
+            nn.init.zeros_(self.value_head.bias)
         self.eval()
 
     def train(self, mode: bool = True) -> ActorCritic:  # dropout stays off (see the module doc)
@@ -66,10 +69,12 @@ class ActorCritic(nn.Module):
         position ``t`` of the outputs belongs to the state that produced completion token ``t``.
         """
         positions = position_ids_from_mask(attention_mask)
-        shared = self.value_model is None
+        shared = self.value_model is None and self.value_head is not None
         out = self.lm(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
                       output_hidden_states=shared, logits_to_keep=n_tokens + 1)
         logits = out.logits[:, :-1].float()
+        if self.value_head is None:
+            return logits, logits.new_zeros(logits.shape[:2])
         if shared:
             hidden = out.hidden_states[-1]
         else:

@@ -62,7 +62,7 @@ class PPO(OnPolicyAgent):
     algorithm = "PPO"
     config: PPOConfig
 
-    def train(self, buffer: RolloutBuffer) -> dict[str, float]:
+    def update(self, buffer: RolloutBuffer) -> dict[str, float]:
         cfg = self.config
         stats: dict[str, list[float]] = {k: [] for k in ("loss/policy", "loss/value", "policy/entropy",
                                                           "policy/approxkl", "policy/clipfrac", "policy/grad_norm")}

@@ -1,15 +1,22 @@
-"""What every on-policy agent shares before its update: the common config and rollout collection.
+"""What every agent shares before its update: the common config, the callbacks, and the default rollout.
 
-A rollout is one batch of whole episodes:
+:class:`Rollouts` gives every agent the first two steps of its loop, each a method an algorithm may override:
 
-1. ``env.sample_prompts(batch_size)`` draws left-padded prompts from the env's seeded RNG;
+:meth:`~Rollouts.collect` — one batch of whole episodes:
+
+1. ``env.sample_prompts(batch_size / K)`` draws left-padded prompts from the env's seeded RNG, each repeated
+   ``K = samples_per_prompt`` times as one group of rows;
 2. :func:`rlhf_gym.core.generation.sample` continues them with the policy and one KV cache (NLPO passes its
    action mask through ``logits_mask_fn``);
 3. one teacher-forced forward per minibatch of sequences gives the behaviour log-probs ``log π_old`` and the
    values ``V_old`` of every generated token (the same function the update later evaluates);
 4. one ``env.score_episodes(..., logprobs=log π_old)`` call pays ``r_t = −β·KL_t`` on every token plus the
-   reward function's score on the last one, β coming from the agent's KL controller;
-5. GAE turns rewards and values into advantages and returns; the KL controller sees the batch's KL.
+   reward function's score on the last one, β being :meth:`~Rollouts.reward_beta` (the KL controller's β;
+   0 for an algorithm that puts the KL in its loss instead), and returns ``log π_ref``;
+5. the KL controller sees the batch's KL.
+
+:meth:`~Rollouts.compute_advantages` — GAE over the token rewards and values, whitened (PPO, A2C, NLPO);
+critic-free algorithms replace it with group-relative, leave-one-out or globally normalised returns.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import torch
 
 from rlhf_gym.agents.buffer import RolloutBuffer, explained_variance, masked_mean
 from rlhf_gym.core.checks import check, check_fields, device_name, is_int, is_number
-from rlhf_gym.core.kl import KLController, kl_estimate
+from rlhf_gym.core.kl import kl_estimate
 
 
 @dataclass
@@ -33,6 +40,8 @@ class OnPolicyConfig:
     """Adam step size."""
     batch_size: int | None = None
     """Episodes per rollout (None: the env's ``num_envs``)."""
+    samples_per_prompt: int = 1
+    """K: completions sampled per prompt, stored as one group (GRPO/RLOO's group size); divides ``batch_size``."""
     minibatch_size: int | None = None
     """Episodes per gradient minibatch, dividing ``batch_size`` (None: the whole batch)."""
     gamma: float = 1.0
@@ -65,6 +74,14 @@ class OnPolicyConfig:
     """Seeds sampling, minibatch order and the env's prompt draws (same seed, same run on CPU)."""
     device: str | None = None
     """Where the policy lives, e.g. ``"cpu"``, ``"cuda:1"`` (None: the env reference model's device)."""
+    ptx_coef: float = 0.0
+    """γ: weight of the pretraining LM loss mixed into every update (InstructGPT's PPO-ptx); 0 = off."""
+    ptx_data: str = "embedded"
+    """Pretraining text: 'embedded' or 'task' (the task's), a .txt/.jsonl file, 'hf:NAME' or a dataset dir."""
+    ptx_batch_size: int = 8
+    """Texts per pretraining batch."""
+    ptx_max_length: int = 64
+    """Tokens kept per pretraining text."""
 
     def __post_init__(self) -> None:
         self.validate()
@@ -77,6 +94,11 @@ class OnPolicyConfig:
         for name in ("batch_size", "minibatch_size"):
             v = getattr(self, name)
             check(v is None or (is_int(v) and v >= 1), name, v, "must be an integer >= 1")
+        check(is_int(self.samples_per_prompt) and self.samples_per_prompt >= 1, "samples_per_prompt",
+              self.samples_per_prompt, "must be an integer >= 1")
+        if self.batch_size is not None:
+            check(self.batch_size % self.samples_per_prompt == 0, "samples_per_prompt", self.samples_per_prompt,
+                  f"must divide batch_size={self.batch_size}")
         if self.batch_size is not None and self.minibatch_size is not None:
             check(self.batch_size % self.minibatch_size == 0, "minibatch_size", self.minibatch_size,
                   f"must divide batch_size={self.batch_size}")
@@ -95,6 +117,11 @@ class OnPolicyConfig:
               self.adaptive_kl_horizon, "must be an integer >= 1")
         check(is_number(self.temperature) and self.temperature > 0, "temperature", self.temperature, "must be > 0")
         check(self.seed is None or is_int(self.seed), "seed", self.seed, "must be an integer or None")
+        check(is_number(self.ptx_coef) and self.ptx_coef >= 0, "ptx_coef", self.ptx_coef, "must be >= 0")
+        check(is_int(self.ptx_batch_size) and self.ptx_batch_size >= 1, "ptx_batch_size", self.ptx_batch_size,
+              "must be an integer >= 1")
+        check(is_int(self.ptx_max_length) and self.ptx_max_length >= 2, "ptx_max_length", self.ptx_max_length,
+              "must be an integer >= 2")
         if self.lora is not None:
             from rlhf_gym.core.lora import LoraSpec
 
@@ -122,48 +149,64 @@ def run_callbacks(callbacks: list[Callback | Callable[[dict], bool | None]], met
     return keep_going
 
 
-@torch.no_grad()
-def collect_rollout(agent, kl_controller: KLController) -> tuple[RolloutBuffer, dict]:
-    """One batch of episodes from ``agent.env`` (see the module docstring); returns the buffer and metrics."""
-    env, cfg, device = agent.env, agent.config, agent.device
-    engine = env.unwrapped.engine
-    beta = engine.beta = float(kl_controller.beta)
-    prompt_ids, prompt_mask, prompt_indices = env.unwrapped.sample_prompts(cfg.batch_size)
-    prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
-    samples = agent.generate(prompt_ids, prompt_mask)
-    width = int(samples.mask.sum(1).max())
-    tokens, token_mask = samples.tokens[:, :width], samples.mask[:, :width]
 
-    zeros = torch.zeros(token_mask.shape, device=device)
-    buf = RolloutBuffer(prompt_ids, prompt_mask, tokens, token_mask, logprobs=zeros.clone(),
-                        ref_logprobs=zeros.clone(), values=zeros.clone(), rewards=zeros.clone(),
-                        scores=zeros[:, 0].clone())
-    for start in range(0, len(buf), cfg.minibatch_size):
-        rows = torch.arange(start, min(start + cfg.minibatch_size, len(buf)), device=device)
-        mb = buf.select(rows)
-        logp, _, values = agent.evaluate_actions(mb, with_entropy=False)
-        buf.logprobs[rows, : mb.n_tokens] = logp * mb.token_mask
-        buf.values[rows, : mb.n_tokens] = values * mb.token_mask
 
-    scored = env.unwrapped.score_episodes(prompt_ids, prompt_mask, tokens, token_mask, prompt_indices,
-                                          logprobs=buf.logprobs)
-    buf.ref_logprobs = scored.ref_logprobs.to(device)
-    buf.rewards = scored.rewards.to(device).float()
-    buf.scores = scored.scores.to(device).float()
-    buf.compute_advantages(cfg.gamma, cfg.gae_lambda, cfg.normalize_advantage)
+class Rollouts:
+    """The default ``collect`` and ``compute_advantages`` of every agent (see the module docstring)."""
 
-    kl = (kl_estimate(buf.logprobs, buf.ref_logprobs, engine.kl_estimator) * token_mask).sum(1)
-    kl_controller.update(float(kl.mean()), len(buf))
-    agent.last_rollout_texts = list(zip(scored.prompts, scored.completions, buf.scores.tolist()))
-    lengths = token_mask.sum(1).float()
-    return buf, {
-        "objective/kl": float(kl.mean()),
-        "objective/entropy": float((-buf.logprobs * token_mask).sum(1).mean()),
-        "objective/scores": float(buf.scores.mean()),
-        "objective/rlhf_reward": float(buf.rewards.sum(1).mean()),
-        "objective/non_score_reward": float((buf.rewards.sum(1) - buf.scores).mean()),
-        "objective/beta": beta,
-        "objective/length": float(lengths.mean()),
-        "val/mean": float(masked_mean(buf.values, token_mask)),
-        "val/explained_variance": explained_variance(buf.values, buf.returns, token_mask),
-    }
+    def reward_beta(self) -> float:
+        """The β the env's reward pays per token, ``r_t = −β·KL_t``: the KL controller's (0 when the loss has it)."""
+        return float(self.kl_controller.beta)
+
+    @torch.no_grad()
+    def collect(self) -> tuple[RolloutBuffer, dict[str, float]]:
+        """One batch of ``batch_size`` episodes, ``samples_per_prompt`` per prompt; returns the buffer and metrics."""
+        env, cfg, device = self.env, self.config, self.device
+        engine, k = env.unwrapped.engine, cfg.samples_per_prompt
+        engine.beta = self.reward_beta()
+        prompt_ids, prompt_mask, prompt_indices = env.unwrapped.sample_prompts(cfg.batch_size // k)
+        if k > 1:
+            prompt_ids, prompt_mask = prompt_ids.repeat_interleave(k, 0), prompt_mask.repeat_interleave(k, 0)
+            prompt_indices = prompt_indices.repeat(k)
+        prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
+        samples = self.generate(prompt_ids, prompt_mask)
+        width = int(samples.mask.sum(1).max())
+        tokens, token_mask = samples.tokens[:, :width], samples.mask[:, :width]
+
+        zeros = torch.zeros(token_mask.shape, device=device)
+        buf = RolloutBuffer(prompt_ids, prompt_mask, tokens, token_mask, logprobs=zeros.clone(),
+                            ref_logprobs=zeros.clone(), values=zeros.clone(), rewards=zeros.clone(),
+                            scores=zeros[:, 0].clone(),
+                            group_ids=torch.arange(len(tokens) // k, device=device).repeat_interleave(k))
+        for start in range(0, len(buf), cfg.minibatch_size):
+            rows = torch.arange(start, min(start + cfg.minibatch_size, len(buf)), device=device)
+            mb = buf.select(rows)
+            logp, _, values = self.evaluate_actions(mb, with_entropy=False)
+            buf.logprobs[rows, : mb.n_tokens] = logp * mb.token_mask
+            buf.values[rows, : mb.n_tokens] = values * mb.token_mask
+
+        scored = env.unwrapped.score_episodes(prompt_ids, prompt_mask, tokens, token_mask, prompt_indices,
+                                              logprobs=buf.logprobs)
+        buf.ref_logprobs = scored.ref_logprobs.to(device)
+        buf.rewards = scored.rewards.to(device).float()
+        buf.scores = scored.scores.to(device).float()
+        kl = (kl_estimate(buf.logprobs, buf.ref_logprobs, engine.kl_estimator) * token_mask).sum(1)
+        beta = float(self.kl_controller.beta)
+        self.kl_controller.update(float(kl.mean()), len(buf))
+        self.last_rollout_texts = list(zip(scored.prompts, scored.completions, buf.scores.tolist()))
+        return buf, {
+            "objective/kl": float(kl.mean()),
+            "objective/entropy": float((-buf.logprobs * token_mask).sum(1).mean()),
+            "objective/scores": float(buf.scores.mean()),
+            "objective/rlhf_reward": float(buf.rewards.sum(1).mean()),
+            "objective/non_score_reward": float((buf.rewards.sum(1) - buf.scores).mean()),
+            "objective/beta": beta,
+            "objective/length": float(token_mask.sum(1).float().mean()),
+        }
+
+    def compute_advantages(self, batch: RolloutBuffer) -> dict[str, float]:
+        """Fills ``batch.advantages`` and ``batch.returns``: GAE, whitened when ``normalize_advantage``."""
+        cfg = self.config
+        batch.compute_advantages(cfg.gamma, cfg.gae_lambda, cfg.normalize_advantage)
+        return {"val/mean": float(masked_mean(batch.values, batch.token_mask)),
+                "val/explained_variance": explained_variance(batch.values, batch.returns, batch.token_mask)}

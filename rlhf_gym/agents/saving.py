@@ -46,8 +46,8 @@ class Checkpointing:
                     self.env.unwrapped.engine.tok.save_pretrained(tmp / "policy")
                 if self.policy.value_model is not None:
                     self.policy.value_model.save_pretrained(tmp / "value_model")
-            head = {f"value_head.{k}": v.detach().contiguous() for k, v in self.policy.value_head.state_dict().items()}
-            save_file(head, tmp / "agent.safetensors")
+            head = self.policy.value_head.state_dict() if self.policy.value_head is not None else {}
+            save_file({f"value_head.{k}": v.detach().contiguous() for k, v in head.items()}, tmp / "agent.safetensors")
             opt = self.optimizer.state_dict()
             save_file({f"{i}.{k}": v.contiguous() for i, s in opt["state"].items() for k, v in s.items()
                        if torch.is_tensor(v)}, tmp / "optimizer.safetensors")
@@ -62,6 +62,7 @@ class Checkpointing:
                 "optimizer_param_groups": [{k: list(v) if isinstance(v, tuple) else v for k, v in g.items()}
                                            for g in opt["param_groups"]],
                 "env": self._env_spec,
+                **self._ptx_state(),
                 **self._extra_state(tmp),
             }
             (tmp / "agent.json").write_text(json.dumps(meta, indent=2))
@@ -73,14 +74,20 @@ class Checkpointing:
         "optimizer_param_groups": "list", "env": "dict?"}
 
     def _saved_config(self) -> dict[str, Any]:
-        """The hyperparameters written to ``agent.json["config"]`` (extensions keep theirs apart, see
-        :mod:`rlhf_gym.runner.ptx`, so that the plain algorithm class loads the checkpoint too)."""
+        """The hyperparameters written to ``agent.json["config"]``."""
         return asdict(self.config)
 
     @classmethod
     def _config_from_meta(cls, meta: dict[str, Any], path: Path) -> dict[str, Any]:
-        """Inverse of :meth:`_saved_config`: the hyperparameters this class is rebuilt with."""
-        return dict(meta["config"])
+        """Inverse of :meth:`_saved_config`: the hyperparameters this class is rebuilt with.
+
+        Checkpoints written before PPO-ptx moved into every agent's config kept the ptx fields apart, under
+        ``agent.json["ptx"]``; they are merged back here."""
+        ptx = meta.get("ptx") or {}
+        if not isinstance(ptx, dict) or not set(ptx) <= {"ptx_coef", "ptx_data", "ptx_batch_size", "ptx_max_length"}:
+            raise ModelError(f"agent checkpoint {path / 'agent.json'}: 'ptx' must be an object with keys "
+                             "ptx_coef, ptx_data, ptx_batch_size, ptx_max_length")
+        return {**meta["config"], **ptx}
 
     @classmethod
     def read_meta(cls, path: str | Path) -> dict[str, Any]:
@@ -137,7 +144,10 @@ class Checkpointing:
         if self.policy.value_model is not None:
             self.policy.value_model.load_state_dict(load_causal_lm(path / "value_model").state_dict())
         head = read_tensors(path / "agent.safetensors", "value head", device=str(self.device))
-        self.policy.value_head.load_state_dict({k.removeprefix("value_head."): v for k, v in head.items()})
+        if self.policy.value_head is not None:
+            self.policy.value_head.load_state_dict({k.removeprefix("value_head."): v for k, v in head.items()})
+        elif head:
+            raise ValueError(f"{path / 'agent.safetensors'} holds a value head but {self.algorithm} has no critic")
         state: dict[int, dict] = {}
         for key, v in read_tensors(path / "optimizer.safetensors", "optimizer state", device=str(self.device)).items():
             i, name = key.split(".", 1)
@@ -156,6 +166,7 @@ class Checkpointing:
             bit_gen = getattr(np.random, rng_state["bit_generator"])()
             bit_gen.state = rng_state
             self.env.unwrapped.np_random = np.random.Generator(bit_gen)
+        self._load_ptx_state(path, meta)
         self._load_extra_state(path, meta)
 
     def _extra_state(self, directory: Path) -> dict:

@@ -1,13 +1,13 @@
 """The experiment runner: configs, the train loop, checkpoints and resume, tracking, reports, benchmarks.
 
 * :mod:`~rlhf_gym.runner.config` — YAML presets validated into typed dataclasses, ``--set`` overrides;
-* :mod:`~rlhf_gym.runner.registry` — algorithm names -> agent classes and config dataclasses;
 * :mod:`~rlhf_gym.runner.build` — config -> prompts, environment, gold judge, agent;
 * :mod:`~rlhf_gym.runner.train` — the training loop, exact resume;
 * :mod:`~rlhf_gym.runner.checkpoint` — atomic checkpoints, RNG capture;
 * :mod:`~rlhf_gym.runner.tracking` — ``metrics.jsonl``, ``samples.jsonl``, W&B;
-* :mod:`~rlhf_gym.runner.report` — curves and a markdown report;
-* :mod:`~rlhf_gym.runner.ptx` — PPO-ptx for every native agent.
+* :mod:`~rlhf_gym.runner.report` — curves and a markdown report.
+
+Algorithms are named in one registry, :mod:`rlhf_gym.agents.registry`.
 
 See ``docs/runner.md``.
 """

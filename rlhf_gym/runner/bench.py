@@ -102,7 +102,7 @@ def plan(agents: Sequence[str], envs: Sequence[str], seeds: int, out: str | Path
                 check_buildable(cfg)
                 built_envs.add(env)
             elif getattr(cfg.agent.config, "ptx_coef", 0) > 0:
-                from rlhf_gym.runner.ptx import load_ptx_texts
+                from rlhf_gym.agents.ptx import load_ptx_texts
 
                 load_ptx_texts(cfg.agent.config.ptx_data, cfg.env.task_spec())
     return runs

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rlhf_gym.agents.registry import algo_spec
 from rlhf_gym.core.checks import resolve_device as check_device
 from rlhf_gym.core.data import load_prompts
 from rlhf_gym.envs import TextGenVecEnv
@@ -20,7 +21,6 @@ from rlhf_gym.errors import ConfigError
 from rlhf_gym.rewards import make_reward
 from rlhf_gym.rewards.base import RewardFunction
 from rlhf_gym.runner.config import EnvConfig, ResolvedConfig, RunConfig
-from rlhf_gym.runner.registry import algo_spec
 
 
 def seed_everything(run: RunConfig) -> None:
@@ -76,7 +76,7 @@ def check_buildable(cfg: ResolvedConfig) -> None:
         check_prompts_fit(env, env_prompts(cfg.env, "eval"), f"env.eval_prompts {cfg.env.eval_prompts}")
         make_gold(cfg, env)
         if getattr(cfg.agent.config, "ptx_coef", 0) > 0:
-            from rlhf_gym.runner.ptx import load_ptx_texts
+            from rlhf_gym.agents.ptx import load_ptx_texts
 
             load_ptx_texts(cfg.agent.config.ptx_data)
     finally:
@@ -105,8 +105,8 @@ def make_gold(cfg: ResolvedConfig, env: TextGenVecEnv) -> RewardFunction | None:
 
 
 def agent_class(cfg: ResolvedConfig) -> Any:
-    """The agent class of ``cfg.agent.algo`` (native agents come with PPO-ptx, see :mod:`rlhf_gym.runner.ptx`,
-    and are data-parallel when launched on several ranks, see :mod:`rlhf_gym.agents.distributed`)."""
+    """The agent class of ``cfg.agent.algo`` (:mod:`rlhf_gym.agents.registry`), data-parallel when launched on
+    several ranks (:mod:`rlhf_gym.agents.distributed`)."""
     from rlhf_gym.agents.distributed import with_data_parallel
     from rlhf_gym.core.dist import world_size
 

@@ -120,7 +120,7 @@ class RunConfig:
 
 @dataclass
 class AgentSection:
-    """The agent: ``algo`` plus that algorithm's own config dataclass (see :mod:`rlhf_gym.runner.registry`)."""
+    """The agent: ``algo`` plus that algorithm's own config dataclass (see :mod:`rlhf_gym.agents.registry`)."""
 
     algo: str
     config: Any
@@ -307,7 +307,8 @@ def _apply(data: dict[str, Any], name: str, value: Any) -> None:
 # ----- whole runs ------------------------------------------------------------------------------------------
 def build_agent(data: dict[str, Any], where: str) -> AgentSection:
     """Validates an agent section (``algo`` + the algorithm's own fields) against the algorithm's dataclass."""
-    from rlhf_gym.runner.registry import ALGOS, algo_spec
+    from rlhf_gym.agents.registry import ALGORITHMS as ALGOS
+    from rlhf_gym.agents.registry import algo_spec
 
     data = dict(data)
     algo = data.pop("algo", None)
@@ -375,7 +376,7 @@ def dump_config(cfg: ResolvedConfig) -> str:
     classes = {"env": EnvConfig, "agent": type(cfg.agent.config), "run": RunConfig}
     for section in SECTIONS:
         docs = field_docs(classes[section])
-        docs.setdefault("algo", "algorithm name (see rlhf_gym.runner.registry.ALGOS)")
+        docs.setdefault("algo", "algorithm name (see rlhf_gym.agents.registry.ALGORITHMS)")
         lines.append(f"{section}:")
         for key, value in data[section].items():
             text = yaml.safe_dump({key: list(value) if isinstance(value, tuple) else value},

@@ -17,11 +17,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rlhf_gym.agents.registry import algo_spec
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.runner import checkpoint as ckpt
 from rlhf_gym.runner.build import env_prompts, make_gold, resolve_device, seed_everything
 from rlhf_gym.runner.config import ResolvedConfig
-from rlhf_gym.runner.registry import algo_spec
 
 
 def make_sb3_env(cfg: ResolvedConfig) -> Any:

@@ -43,6 +43,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from rlhf_gym.agents.registry import algo_spec
 from rlhf_gym.core.dist import barrier, is_main_process, world_size
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.io import check_output, expect, write_text_atomic
@@ -58,7 +59,6 @@ from rlhf_gym.runner.build import (
     seed_everything,
 )
 from rlhf_gym.runner.config import ResolvedConfig
-from rlhf_gym.runner.registry import algo_spec
 from rlhf_gym.runner.rundir import (
     DIGEST_FILE,
     RESULT_FILE,

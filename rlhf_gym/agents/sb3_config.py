@@ -1,63 +1,12 @@
-"""The algorithms a run config can name (``agent.algo``) and where their code and config dataclass live.
-
-Native agents (``ppo``, ``a2c``, ``nlpo``) are :class:`~rlhf_gym.agents.core.OnPolicyAgent` subclasses whose
-``config_class`` validates the ``agent:`` section, extended with PPO-ptx (:mod:`rlhf_gym.runner.ptx`). ``sb3-*`` runs stock Stable-Baselines3 through
-:mod:`rlhf_gym.agents.sb3`; its section is validated by :class:`SB3Config` below.
-
-Adding an algorithm: write the agent (``Agent(env, **hyperparams)`` with a ``config_class``), add a line to
-:data:`ALGOS`, and an ``agents/NAME.yaml`` preset.
-"""
+"""The ``agent:`` section of a stock Stable-Baselines3 run (``algo: sb3-ppo`` and friends), validated without
+importing stable-baselines3 (see :mod:`rlhf_gym.agents.sb3` for the adapter itself)."""
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from rlhf_gym.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class AlgoSpec:
-    """Where an algorithm lives: ``module:attr`` is the agent class (native) or the SB3 algorithm name."""
-
-    name: str
-    module: str
-    attr: str
-    kind: Literal["native", "sb3"] = "native"
-
-    def agent_class(self) -> Any:
-        try:
-            module = importlib.import_module(self.module)
-        except ModuleNotFoundError as e:
-            raise ConfigError(f"algorithm {self.name!r} is not available in this install ({e.name} is missing)") from e
-        if self.kind == "sb3":
-            return self.attr
-        from rlhf_gym.runner.ptx import with_ptx
-
-        return with_ptx(getattr(module, self.attr))
-
-    def config_class(self) -> type:
-        if self.kind == "sb3":
-            return SB3Config
-        return self.agent_class().config_class
-
-
-ALGOS: dict[str, AlgoSpec] = {
-    "ppo": AlgoSpec("ppo", "rlhf_gym.agents.ppo", "PPO"),
-    "a2c": AlgoSpec("a2c", "rlhf_gym.agents.a2c", "A2C"),
-    "nlpo": AlgoSpec("nlpo", "rlhf_gym.agents.nlpo", "NLPO"),
-    "sb3-ppo": AlgoSpec("sb3-ppo", "rlhf_gym.agents.sb3", "ppo", kind="sb3"),
-    "sb3-a2c": AlgoSpec("sb3-a2c", "rlhf_gym.agents.sb3", "a2c", kind="sb3"),
-    "sb3-maskable-ppo": AlgoSpec("sb3-maskable-ppo", "rlhf_gym.agents.sb3", "maskable_ppo", kind="sb3"),
-}
-
-
-def algo_spec(name: str) -> AlgoSpec:
-    """The :class:`AlgoSpec` named ``name``; a ConfigError for unknown names."""
-    if name not in ALGOS:
-        raise ConfigError(f"unknown algorithm {name!r}; choose one of {', '.join(ALGOS)}")
-    return ALGOS[name]
 
 
 @dataclass
