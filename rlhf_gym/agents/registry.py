@@ -17,11 +17,12 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
-
-from transformers import PreTrainedModel
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from rlhf_gym.errors import ConfigError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 @runtime_checkable

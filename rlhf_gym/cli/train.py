@@ -7,6 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from rlhf_gym.agents.registry import ALGORITHMS
 from rlhf_gym.runner.config import EnvConfig, RunConfig, describe
 
 EPILOG = """\
@@ -17,6 +18,9 @@ examples:
   # override any field with --set SECTION.KEY=VALUE (values are YAML: 1e-5, null, true, [a, b])
   rlhf-gym train --env envs/sentiment.yaml --agent agents/a2c.yaml --out runs/a2c-b0.1 \\
       --set env.beta=0.1 --set agent.learning_rate=1e-5 --set run.total_timesteps=40000
+
+  # GRPO (or rloo, reinforce_pp, raft, bon, dpo, ipo, online_dpo: agents/<algo>.yaml), same env, same metrics
+  rlhf-gym train --env envs/arithmetic.yaml --agent agents/grpo.yaml --out runs/grpo-arith
 
   # train against a learned reward model, with PPO-ptx
   rlhf-gym train --env envs/sentiment-rm.yaml --agent agents/ppo.yaml --out runs/ppo-rm \\
@@ -41,7 +45,8 @@ env fields (env.KEY):
 run fields (run.KEY, or a `run:` block in the agent preset):
 {run}
 
-agent fields (agent.KEY) depend on agent.algo: see --print-config or docs/runner.md.
+agent.algo is one of: {algos}
+agent fields (agent.KEY) depend on agent.algo: see --print-config, docs/agents.md or docs/runner.md.
 """
 
 
@@ -57,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Builds the environment and the agent from YAML presets, trains, evaluates on held-out "
         "prompts and writes the run directory: config.yaml, metrics.jsonl, samples.jsonl, checkpoints/, "
         "result.json. The last line is `RESULT gold_reward=... rm_reward=... kl=... perplexity=... distinct_2=...`.",
-        epilog=EPILOG.format(env=describe(EnvConfig), run=describe(RunConfig)),
+        epilog=EPILOG.format(env=describe(EnvConfig), run=describe(RunConfig), algos=", ".join(ALGORITHMS)),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--env", metavar="FILE", help="environment preset, e.g. envs/sentiment.yaml")
