@@ -130,9 +130,9 @@ def test_one_dpo_step_raises_the_chosen_minus_rejected_log_prob(tiny_lm_dir, pro
     data = write_jsonl(tmp_path / "p.jsonl", style_pairs(8))
     agent = DPO(make_env(tiny_lm_dir, prompts, n=8), data=data, eval_fraction=0.0, seed=0, learning_rate=1e-3)
     buf, _ = agent.collect()
-    before = agent._pair_buffer([agent.train_pairs[i] for i in agent._order[:4]])
+    before = agent._pair_buffer([agent.train_pairs[i] for i in agent.sampler.order[:4]])
     agent.update(buf)
-    after = agent._pair_buffer([agent.train_pairs[i] for i in agent._order[:4]])
+    after = agent._pair_buffer([agent.train_pairs[i] for i in agent.sampler.order[:4]])
 
     def delta(b):
         s = sequence_logps(b.logprobs, b.token_mask, average=False)
@@ -151,7 +151,7 @@ def test_held_out_implicit_accuracy_by_hand(tiny_lm_dir, prompts, tmp_path):
     for prompt, chosen, rejected, *_ in agent.eval_pairs:
         ids, mask = torch.tensor([prompt]), torch.ones(1, len(prompt), dtype=torch.long)
 
-        def ratio(side):
+        def ratio(side, ids=ids, mask=mask):
             t, m = torch.tensor([side]), torch.ones(1, len(side), dtype=torch.bool)
             return float(token_logprobs(agent.lm, ids, mask, t, m).sum() - token_logprobs(env.engine.ref, ids, mask, t, m).sum())
 

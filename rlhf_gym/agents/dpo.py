@@ -30,7 +30,6 @@ is shared with :class:`~rlhf_gym.agents.online_dpo.OnlineDPO`. A completion shor
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
@@ -38,18 +37,11 @@ import torch.nn.functional as F
 
 from rlhf_gym.agents.buffer import RolloutBuffer
 from rlhf_gym.agents.core import OnPolicyAgent
+from rlhf_gym.agents.preference_data import PairItem, PairSampler, load_pairs, split_pairs
 from rlhf_gym.agents.rollout import OnPolicyConfig
 from rlhf_gym.core.checks import check, is_int, is_number
 from rlhf_gym.core.generation import left_pad, token_logprobs
-from rlhf_gym.envs.engine import model_context
 from rlhf_gym.errors import DataError
-from rlhf_gym.rewards.annotators import (
-    CandidateGenerator,
-    SimulationConfig,
-    parse_annotators,
-    simulate_preferences,
-)
-from rlhf_gym.rewards.preferences import load_preferences
 
 
 def preference_loss(chosen: torch.Tensor, rejected: torch.Tensor, ref_chosen: torch.Tensor,
@@ -135,16 +127,6 @@ class DPOConfig(PreferenceLossConfig):
         check(is_int(self.eval_every) and self.eval_every >= 0, "eval_every", self.eval_every, "must be an integer >= 0")
 
 
-class _ReferenceCandidates(CandidateGenerator):
-    """Candidates sampled from the env's reference with its tokenizer, judged by the task's annotator judge."""
-
-    def __init__(self, engine: object, seed: int):  # the env's loaded model: nothing is loaded from disk
-        self.model, self.tokenizer, self.gold = engine.ref, copy.deepcopy(engine.tok), engine.task.make_annotator_judge()
-        self.tokenizer.padding_side = "left"
-        self.max_new_tokens, self.batch_size = engine.max_new_tokens, 64
-        self.generator = torch.Generator(device=engine.device).manual_seed(seed)
-
-
 class DPO(OnPolicyAgent):
     """Direct Preference Optimization from a preference file. ``DPO(env, policy=None, **DPOConfig fields)``."""
 
@@ -154,50 +136,25 @@ class DPO(OnPolicyAgent):
     config: DPOConfig
 
     def _setup(self) -> None:
-        self._order, self._cursor, self._eval_ref = [], 0, None
-        self.train_pairs, self.eval_pairs = [], []
-        if self.env is None:
-            return  # a prediction-only agent: no pairs to train on
-        engine, cfg = self.env.unwrapped.engine, self.config
-        if cfg.data == "simulated":
-            task = engine.task
-            sim = SimulationConfig(n_comparisons=cfg.simulated_pairs, prompts=list(engine.prompts),
-                                   annotators=parse_annotators(task.annotators, temperature=task.annotator_temperature),
-                                   max_new_tokens=engine.max_new_tokens, seed=cfg.seed or 0)
-            pairs = simulate_preferences(sim, generator=_ReferenceCandidates(engine, sim.seed), progress=False).pairs
-        else:
-            pairs = load_preferences(cfg.data)
-        usable = [p for p in pairs if not p.tie]
-        items = self._tokenize(usable, engine)
-        split = torch.randperm(len(items), generator=torch.Generator().manual_seed(0)).tolist()  # fixed by the data
-        n_eval = round(cfg.eval_fraction * len(items))
-        self.eval_pairs, self.train_pairs = [items[i] for i in split[:n_eval]], [items[i] for i in split[n_eval:]]
-        if len(self.train_pairs) < cfg.batch_size // 2:
-            raise DataError(f"{cfg.data}: {len(self.train_pairs)} training pairs ({len(pairs) - len(usable)} ties "
-                            f"dropped, {n_eval} held out), fewer than the {cfg.batch_size // 2} of one batch "
-                            "(batch_size/2); give more pairs or lower batch_size or eval_fraction")
+        self.train_pairs: list[PairItem] = []
+        self.eval_pairs: list[PairItem] = []
+        self._eval_ref = None
+        if self.env is not None:  # without one the agent only predicts
+            cfg = self.config
+            items, ties = load_pairs(cfg.data, self.env.unwrapped.engine, simulated_pairs=cfg.simulated_pairs,
+                                     seed=cfg.seed or 0)
+            self.train_pairs, self.eval_pairs = split_pairs(items, cfg.eval_fraction)
+            if len(self.train_pairs) < cfg.batch_size // 2:
+                raise DataError(f"{cfg.data}: {len(self.train_pairs)} training pairs ({ties} ties dropped, "
+                                f"{len(self.eval_pairs)} held out), fewer than the {cfg.batch_size // 2} of one batch "
+                                "(batch_size/2); give more pairs or lower batch_size or eval_fraction")
+        self.sampler = PairSampler(len(self.train_pairs), self._shuffle_gen)
 
-    def _tokenize(self, pairs: list, engine: object) -> list[tuple]:
-        """``(prompt_ids, chosen_ids, rejected_ids, weight, prompt, chosen)`` per pair, checked against the context."""
-        tok, context = engine.tok, model_context(engine.ref) or 10**9
-        enc = [tok([getattr(p, k) for p in pairs], add_special_tokens=False)["input_ids"] if pairs else []
-               for k in ("prompt", "chosen", "rejected")]
-        items = []
-        for i, (pair, prompt, *sides) in enumerate(zip(pairs, *enc)):
-            prompt = prompt or [tok.bos_token_id if tok.bos_token_id is not None else engine.eos]
-            sides = [s + [engine.eos] if len(s) < engine.max_new_tokens else s for s in sides]
-            for name, side in zip(("chosen", "rejected"), sides):
-                if len(prompt) + len(side) > context:
-                    raise DataError(f"{self.config.data}: pair {i}: prompt + {name} is {len(prompt) + len(side)} "
-                                    f"tokens, more than the model's context of {context}")
-            items.append((prompt, *sides, pair.weight, pair.prompt, pair.chosen))
-        return items
-
-    def _pair_buffer(self, items: list[tuple], ref_logprobs: torch.Tensor | None = None) -> PreferenceBuffer:
+    def _pair_buffer(self, items: list[PairItem], ref_logprobs: torch.Tensor | None = None) -> PreferenceBuffer:
         """Pairs as a buffer of (chosen, rejected) rows with policy (and, unless given, reference) log-probs."""
         engine, device = self.env.unwrapped.engine, self.device
-        prompt_ids, prompt_mask = left_pad([it[0] for it in items for _ in range(2)], engine.pad, device=device)
-        sides = [side for it in items for side in it[1:3]]
+        prompt_ids, prompt_mask = left_pad([it.prompt_ids for it in items for _ in range(2)], engine.pad, device=device)
+        sides = [side for it in items for side in (it.chosen_ids, it.rejected_ids)]
         width = max(len(s) for s in sides)
         tokens = torch.tensor([s + [engine.pad] * (width - len(s)) for s in sides], device=device)
         mask = torch.tensor([[j < len(s) for j in range(width)] for s in sides], device=device)
@@ -205,7 +162,7 @@ class DPO(OnPolicyAgent):
         buf = PreferenceBuffer(prompt_ids, prompt_mask, tokens, mask, zeros.clone(), zeros.clone(), zeros.clone(),
                                zeros.clone(), torch.tensor([1.0, 0.0] * len(items), device=device),
                                group_ids=torch.arange(len(items), device=device).repeat_interleave(2),
-                               weights=torch.tensor([float(it[3]) for it in items], device=device))
+                               weights=torch.tensor([float(it.weight) for it in items], device=device))
         with torch.no_grad():
             for start in range(0, len(buf), self.config.minibatch_size):
                 rows = torch.arange(start, min(start + self.config.minibatch_size, len(buf)), device=device)
@@ -219,21 +176,11 @@ class DPO(OnPolicyAgent):
             buf.ref_logprobs = ref_logprobs
         return buf
 
-    def _draw(self, n: int) -> list[int]:
-        """``n`` training-pair indices, without replacement within a pass (a new permutation each pass)."""
-        out: list[int] = []
-        while len(out) < n:
-            if self._cursor >= len(self._order):
-                self._order, self._cursor = torch.randperm(len(self.train_pairs), generator=self._shuffle_gen).tolist(), 0
-            take = self._order[self._cursor : self._cursor + n - len(out)]
-            out, self._cursor = out + take, self._cursor + len(take)
-        return out
-
     def collect(self) -> tuple[PreferenceBuffer, dict[str, float]]:
-        items = [self.train_pairs[i] for i in self._draw(self.config.batch_size // 2)]
+        items = [self.train_pairs[i] for i in self.sampler.draw(self.config.batch_size // 2)]
         buf = self._pair_buffer(items)
         margin = self._pair_stats(buf)[1]["rewards/margins_per_pair"]
-        self.last_rollout_texts = [(it[4], it[5], m) for it, m in zip(items, margin.tolist())]
+        self.last_rollout_texts = [(it.prompt, it.chosen, m) for it, m in zip(items, margin.tolist())]
         return buf, {"objective/length": float(buf.token_mask.sum(1).float().mean())}
 
     def compute_advantages(self, batch: RolloutBuffer) -> dict[str, float]:
@@ -280,11 +227,10 @@ class DPO(OnPolicyAgent):
                 "eval/loss": float(loss)}
 
     def _extra_state(self, directory: object) -> dict:
-        return {"dpo": {"order": self._order, "cursor": self._cursor}}
+        return {"pairs": self.sampler.state_dict()}
 
     def _load_extra_state(self, path: object, meta: dict) -> None:
-        state = meta.get("dpo") or {}
-        self._order, self._cursor = list(state.get("order", [])), int(state.get("cursor", 0))
+        self.sampler.load_state_dict(meta.get("pairs") or {})
 
 
 @dataclass

@@ -29,6 +29,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from rlhf_gym.agents.dpo import DPO, PreferenceBuffer, PreferenceLossConfig
+from rlhf_gym.agents.preference_data import PairSampler
 from rlhf_gym.agents.rollout import Rollouts
 from rlhf_gym.core.checks import check
 from rlhf_gym.rewards.annotators import parse_annotators
@@ -57,7 +58,8 @@ class OnlineDPO(DPO):
     config: OnlineDPOConfig
 
     def _setup(self) -> None:
-        self.eval_pairs, self._order, self._cursor = [], [], 0  # no pair data: the env's evaluation applies
+        self.train_pairs, self.eval_pairs = [], []  # no pair data: the env's evaluation applies
+        self.sampler = PairSampler(0, self._shuffle_gen)
         if self.env is not None and self.config.labeler == "annotators":
             task = self.env.unwrapped.engine.task
             self._judge = task.make_annotator_judge()
