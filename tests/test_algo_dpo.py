@@ -202,7 +202,7 @@ def test_offline_dpo_raises_held_out_accuracy_and_the_chosen_style(tiny_lm_dir, 
     # reward varies 0.103-0.109 over those seeds. We assert a gain > 0.25: under every seed's, 50x the noise.
     data = write_jsonl(tmp_path / "p.jsonl", style_pairs(120))
     env = make_env(tiny_lm_dir, prompts, n=16, max_new_tokens=4)
-    agent = DPO(env, data=data, seed=0, learning_rate=1e-2, eval_every=0)
+    agent = DPO(env, data=data, seed=0, learning_rate=1e-2, eval_pairs_every=0)
     before = sampled_vowel_reward(agent, env)
     agent.learn(6000)
     assert agent.evaluate_preferences()["eval/implicit_accuracy"] > 0.9

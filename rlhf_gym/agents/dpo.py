@@ -114,7 +114,7 @@ class DPOConfig(PreferenceLossConfig):
     """Pairs the 'simulated' source labels."""
     eval_fraction: float = 0.1
     """Share of pairs held out for eval/implicit_accuracy (a fixed split of the data)."""
-    eval_every: int = 10
+    eval_pairs_every: int = 10
     """Report eval/implicit_accuracy every N updates (0: only through evaluate_preferences())."""
 
     def validate(self) -> None:
@@ -124,7 +124,8 @@ class DPOConfig(PreferenceLossConfig):
               "must be an integer >= 1")
         check(is_number(self.eval_fraction) and 0 <= self.eval_fraction < 1, "eval_fraction", self.eval_fraction,
               "must be in [0, 1)")
-        check(is_int(self.eval_every) and self.eval_every >= 0, "eval_every", self.eval_every, "must be an integer >= 0")
+        check(is_int(self.eval_pairs_every) and self.eval_pairs_every >= 0, "eval_pairs_every", self.eval_pairs_every,
+              "must be an integer >= 0")
 
 
 class DPO(OnPolicyAgent):
@@ -210,7 +211,7 @@ class DPO(OnPolicyAgent):
                     if k != "rewards/margins_per_pair":
                         sums.setdefault(k, []).append(v)
         out = {k: sum(v) / len(v) for k, v in sums.items()}
-        every = getattr(self.config, "eval_every", 0)
+        every = getattr(self.config, "eval_pairs_every", 0)
         if every and (self.num_rollouts + 1) % every == 0 and self.eval_pairs:
             out.update(self.evaluate_preferences())
         return out
