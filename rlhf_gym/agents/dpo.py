@@ -10,11 +10,13 @@ the initial policy when ``policy=None``), the losses over a minibatch (weighted 
 DPO's log-likelihoods are **sums** over completion tokens; IPO's are **per-token averages** (as TRL does and
 the IPO paper's length-normalised experiments), so τ does not scale with completion length. The implicit
 reward of a completion is ``β·(log π − log π_ref)`` (in the loss's normalisation); ``rewards/accuracies`` is
-the share of pairs whose chosen side has the larger one. Ties are dropped (DPO has no tie term).
+the share of pairs whose chosen side has the strictly larger one (so 0 before the first step, where all are
+0), ``eval/implicit_accuracy`` the same on held-out pairs; both losses log as ``loss/dpo``. Ties are dropped
+(DPO has no tie term); a pair's ``margin`` (a reward-model field) is ignored.
 
 Pairs come from :func:`rlhf_gym.rewards.preferences.load_preferences` (all three formats; rankings keep their
 1/(K(K−1)/2) weights), or ``data="simulated"``: the task's simulated annotators over samples of the env's
-reference model (:func:`rlhf_gym.rewards.annotators.simulate_preferences`). ``collect()`` draws
+reference model (see :mod:`rlhf_gym.agents.preference_data`). ``collect()`` draws
 ``batch_size/2`` training pairs without replacement (a fresh permutation from the agent's generator each pass)
 and stores them as groups of two rows, chosen first, with their policy and reference log-probs; ``update()``
 is shared with :class:`~rlhf_gym.agents.online_dpo.OnlineDPO`. A completion shorter than the env's
