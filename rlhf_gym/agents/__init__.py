@@ -15,14 +15,20 @@ timesteps, callback=None, progress_bar=False)``, ``.predict(obs, deterministic=F
 from rlhf_gym.agents.a2c import A2C, A2CConfig
 from rlhf_gym.agents.buffer import RolloutBuffer, gae, whiten
 from rlhf_gym.agents.core import OnPolicyAgent
+from rlhf_gym.agents.grpo import GRPO, GRPOConfig
 from rlhf_gym.agents.nlpo import NLPO, NLPOConfig
 from rlhf_gym.agents.policy import ActorCritic
 from rlhf_gym.agents.ppo import PPO, PPOConfig
 from rlhf_gym.agents.registry import ALGORITHMS, AlgoSpec, Trainer, algorithm_class, register_algorithm
+from rlhf_gym.agents.reinforce_pp import ReinforcePP, ReinforcePPConfig
+from rlhf_gym.agents.rloo import RLOO, RLOOConfig
 from rlhf_gym.agents.rollout import Callback, OnPolicyConfig
 
 __all__ = [
     "A2C", "A2CConfig", "ALGORITHMS", "ActorCritic", "AlgoSpec", "Callback", "NLPO", "NLPOConfig", "OnPolicyAgent",
     "OnPolicyConfig", "PPO", "PPOConfig", "RolloutBuffer", "Trainer", "algorithm_class", "gae", "register_algorithm",
     "whiten",
+    "GRPO", "GRPOConfig",
+    "RLOO", "RLOOConfig",
+    "ReinforcePP", "ReinforcePPConfig",
 ]
