@@ -161,15 +161,23 @@ def test_save_load_round_trip_and_exact_resume(tmp_path, tiny_lm_dir, prompts, c
 
 
 # ----- (e) learning -------------------------------------------------------------------------------------------
-# MEASURED: see the comment block below (filled from 3 seeds each).
-LEARNING = {GRPO: {}, RLOO: {}, ReinforcePP: {}}
+# The vowel task of test_agents.py (3-token episodes, 16 per rollout, K = 4 for GRPO/RLOO), 16 rollouts, with
+# lr 2e-2, 2 epochs of minibatches of 8 for all three. Measured with this test's settings over seeds 0-5,
+# gain = mean of the last 2 rollouts' scores - mean of the first 2 (scores start at 0.05-0.14, max 1):
+#   GRPO    seeds 0-2: 0.87 0.89 0.91 (sd 0.02); seeds 0-5: 0.70-0.91, mean 0.85, sd 0.08
+#   RLOO    seeds 0-2: 0.91 0.87 0.91 (sd 0.03); seeds 0-5: 0.73-0.91, mean 0.87, sd 0.07
+#   REINFORCE++ seeds 0-2: 0.95 0.76 0.89 (sd 0.10); seeds 0-5: 0.76-0.95, mean 0.89, sd 0.07
+#   no learning (lr 1e-9), 6 seeds: GRPO/RLOO 0.01 +- 0.04 (-0.04..0.06), REINFORCE++ 0.02 +- 0.03.
+# (Rejected: one step per rollout at lr 2e-2/3e-2 had seeds at 0.29-0.49; lr 1e-2 with 2 epochs had one at 0.35.)
+# We assert a gain > 0.4: 0.3 under the worst of 18 runs, ~9 sd of the no-learning noise above its mean.
+LEARNING = {"learning_rate": 2e-2, "n_epochs": 2, "minibatch_size": 8}
 
 
 @pytest.mark.parametrize("cls", ALGOS)
 def test_short_seeded_run_raises_the_reward(tiny_lm_dir, prompts, cls):
     env = make_env(tiny_lm_dir, prompts, max_new_tokens=3)
-    agent = cls(env, seed=0, **LEARNING[cls]).learn(16 * 48)
+    agent = cls(env, seed=0, **LEARNING).learn(16 * 48)
     scores = [m["objective/scores"] for m in agent.history]
     assert {"loss/policy", "policy/approxkl", "policy/clipfrac", "policy/grad_norm", "policy/n_updates"} <= set(
         agent.history[0])
-    assert np.mean(scores[-2:]) > np.mean(scores[:2]) + 0.3, scores
+    assert np.mean(scores[-2:]) > np.mean(scores[:2]) + 0.4, scores
