@@ -87,14 +87,15 @@ def test_loss_aggregation_as_documented(tiny_lm_dir, prompts, loss_type, by_hand
 def test_update_loss_weighs_sequences_as_its_loss_type_says(tiny_lm_dir, prompts, loss_type):
     """At ratio 1 the surrogate is −A, so one update's loss/policy is −(the aggregate of A): with rows of unequal
     lengths the three aggregations give three different, hand-computable numbers."""
-    agent = GRPO(make_env(tiny_lm_dir, prompts, n=8), seed=0, loss_type=loss_type, kl_in="reward")
+    agent = GRPO(make_env(tiny_lm_dir, prompts, n=8), seed=0, loss_type=loss_type, kl_coef=0.5)
     buf, _ = agent.collect()
     lengths = torch.tensor([6, 1, 2, 6, 3, 1, 4, 5])
     keep = torch.arange(buf.tokens.shape[1])[None] < lengths[:, None]
     assert buf.tokens.shape[1] == 6 and bool(buf.token_mask.all())
     buf.token_mask = keep
-    for name in ("logprobs", "ref_logprobs", "rewards"):
+    for name in ("logprobs", "rewards"):
         setattr(buf, name, getattr(buf, name) * keep)
+    buf.ref_logprobs = torch.where(keep, buf.ref_logprobs, 100.0)  # padding garbage: exp(100) overflows float32
     adv = torch.tensor([1.0, -2.0, 0.5, 0.0, 3.0, -1.0, 2.0, -0.5])
     buf.advantages = adv[:, None] * keep
     out = agent.update(buf)
@@ -102,6 +103,7 @@ def test_update_loss_weighs_sequences_as_its_loss_type_says(tiny_lm_dir, prompts
                "dr_grpo": (adv * lengths).sum() / (8 * 6)}[loss_type]
     assert out["policy/n_updates"] == 1 and out["policy/clipfrac"] == 0.0
     assert math.isclose(out["loss/policy"], -float(by_hand), rel_tol=1e-4), (out["loss/policy"], by_hand)
+    assert 0 <= out["loss/kl"] < 1e-9 and math.isfinite(out["policy/grad_norm"])  # π = π_ref; padding ignored
 
 
 # ----- (c) where the KL is paid ---------------------------------------------------------------------------------

@@ -139,7 +139,9 @@ class GRPO(OnPolicyAgent):
                 pg_loss = self.aggregate(pg, mask)
                 loss = pg_loss
                 if cfg.kl_in == "loss":
-                    kl_loss = self.aggregate(kl_estimate(logp, mb.ref_logprobs, "k3"), mask)
+                    # Padding is set to the reference first: exp(log π_ref − log π) there can overflow to inf,
+                    # and inf·0 would make the loss NaN.
+                    kl_loss = self.aggregate(kl_estimate(logp, torch.where(mask, mb.ref_logprobs, logp), "k3"), mask)
                     loss = loss + beta * kl_loss
                     stats["loss/kl"].append(kl_loss.item())
                 loss.backward()
