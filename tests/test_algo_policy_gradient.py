@@ -4,6 +4,7 @@ checkpoints and resumption, and short seeded learning runs."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from rlhf_gym.errors import ConfigError
 ALGOS = [GRPO, RLOO, ReinforcePP]
 
 
-def buffer(rewards, mask, scores, k):
+def buffer(rewards: Sequence, mask: Sequence, scores: Sequence[float], k: int) -> RolloutBuffer:
     """A RolloutBuffer of ``len(rewards)`` episodes in groups of ``k`` with the given token rewards and scores."""
     rewards, mask = torch.tensor(rewards, dtype=torch.float), torch.tensor(mask, dtype=torch.bool)
     n, t = rewards.shape
@@ -28,7 +29,7 @@ def buffer(rewards, mask, scores, k):
                          group_ids=torch.arange(n // k).repeat_interleave(k))
 
 
-def per_row(advantages, mask):
+def per_row(advantages: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """The one advantage each row carries on all its tokens (and checks that padding holds 0)."""
     assert (advantages[~mask] == 0).all()
     return advantages[:, 0]

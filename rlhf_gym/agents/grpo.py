@@ -51,7 +51,7 @@ class GRPOConfig(OnPolicyConfig):
     samples_per_prompt: int = 4
     """K: completions per prompt, one group (>= 2)."""
     n_epochs: int = 1
-    """Passes over each rollout (1: on-policy, the ratio is 1 at every step but a minibatch's later ones)."""
+    """Passes over each rollout (1 with one minibatch: fully on-policy, the ratio is 1)."""
     clip_range: float = 0.2
     """ε: the probability ratio is clipped to [1 − ε, 1 + ε_high]."""
     clip_range_high: float | None = None
