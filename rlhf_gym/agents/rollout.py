@@ -187,7 +187,7 @@ class Rollouts:
 
         scored = env.unwrapped.score_episodes(prompt_ids, prompt_mask, tokens, token_mask, prompt_indices,
                                               logprobs=buf.logprobs)
-        buf.ref_logprobs = scored.ref_logprobs.to(device)
+        buf.ref_logprobs = scored.ref_logprobs.to(device).masked_fill(~token_mask, 0.0)  # 0 on padding, as logprobs
         buf.rewards = scored.rewards.to(device).float()
         buf.scores = scored.scores.to(device).float()
         kl = (kl_estimate(buf.logprobs, buf.ref_logprobs, engine.kl_estimator) * token_mask).sum(1)
