@@ -13,6 +13,7 @@ timesteps, callback=None, progress_bar=False)``, ``.predict(obs, deterministic=F
 """
 
 from rlhf_gym.agents.a2c import A2C, A2CConfig
+from rlhf_gym.agents.bon import BestOfN, BestOfNConfig
 from rlhf_gym.agents.buffer import RolloutBuffer, gae, whiten
 from rlhf_gym.agents.core import OnPolicyAgent
 from rlhf_gym.agents.nlpo import NLPO, NLPOConfig
@@ -25,4 +26,5 @@ __all__ = [
     "A2C", "A2CConfig", "ALGORITHMS", "ActorCritic", "AlgoSpec", "Callback", "NLPO", "NLPOConfig", "OnPolicyAgent",
     "OnPolicyConfig", "PPO", "PPOConfig", "RolloutBuffer", "Trainer", "algorithm_class", "gae", "register_algorithm",
     "whiten",
+    "BestOfN", "BestOfNConfig",
 ]
