@@ -19,6 +19,7 @@ from rlhf_gym.agents.core import OnPolicyAgent
 from rlhf_gym.agents.nlpo import NLPO, NLPOConfig
 from rlhf_gym.agents.policy import ActorCritic
 from rlhf_gym.agents.ppo import PPO, PPOConfig
+from rlhf_gym.agents.raft import RAFT, RAFTConfig
 from rlhf_gym.agents.registry import ALGORITHMS, AlgoSpec, Trainer, algorithm_class, register_algorithm
 from rlhf_gym.agents.rollout import Callback, OnPolicyConfig
 
@@ -27,4 +28,5 @@ __all__ = [
     "OnPolicyConfig", "PPO", "PPOConfig", "RolloutBuffer", "Trainer", "algorithm_class", "gae", "register_algorithm",
     "whiten",
     "BestOfN", "BestOfNConfig",
+    "RAFT", "RAFTConfig",
 ]
