@@ -79,6 +79,8 @@ def measured_kl(best: torch.Tensor, pool: torch.Tensor, n: int) -> torch.Tensor:
 class BestOfNConfig(OnPolicyConfig):
     """Best-of-n's settings (``batch_size`` counts prompts per rollout; nothing is trained)."""
 
+    batch_size: int | None = None
+    """Prompts per rollout, each sampled n times (None: the env's ``num_envs``)."""
     n: int = 4
     """Candidates sampled per prompt; the reward function's favourite is returned."""
     kl_pool: int = 64
@@ -90,10 +92,14 @@ class BestOfNConfig(OnPolicyConfig):
         check(is_int(self.kl_pool) and self.kl_pool >= 1, "kl_pool", self.kl_pool, "must be an integer >= 1")
         check(self.samples_per_prompt == 1, "samples_per_prompt", self.samples_per_prompt,
               "must be 1: best-of-n samples n per prompt itself")
+        check(self.ptx_coef == 0, "ptx_coef", self.ptx_coef, "must be 0: best-of-n trains nothing")
 
 
 class BestOfN(OnPolicyAgent):
-    """Best-of-n sampling from the agent's LM. ``BestOfN(env, policy=None, n=4, kl_pool=64, ...)``."""
+    """Best-of-n sampling from the agent's LM. ``BestOfN(env, policy=None, n=4, kl_pool=64, ...)``.
+
+    Best-of-n is a policy over whole completions: ``predict`` and ``stepper`` (token by token) act with the LM.
+    """
 
     config_class = BestOfNConfig
     algorithm = "BestOfN"
