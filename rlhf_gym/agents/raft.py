@@ -8,10 +8,11 @@ keeps one per prompt, the best (the first of tied ones):
     kept(x) = argmax_i r(x, y_i)              kept only if r(x, y_kept) ≥ the q-quantile of the batch's best rewards
 
 (q = ``keep_quantile``; 0 keeps every prompt's best — RAFT with acceptance ratio 1 — while e.g. 0.5 keeps the
-best-scoring half of the prompts, ReST's growing-threshold filter with one threshold per batch). The update is
-supervised fine-tuning on the kept samples: for ``n_epochs`` passes, minibatches of kept samples get the loss
+best-scoring half of the prompts: a ReST-style reward filter, whose threshold ReST raises between Improve steps
+and which here is the batch's quantile). The update is supervised fine-tuning on the kept samples: for
+``n_epochs`` passes, each minibatch of kept samples gets one Adam step on
 
-    L = −Σ_{kept rows, t} log π(y_t | x, y_<t) / (number of kept tokens)          (token-mean NLL)
+    L = −Σ_{kept rows, t} log π(y_t | x, y_<t) / (kept tokens in the minibatch)          (token-mean NLL)
 
 so the policy moves toward its own best-of-K distribution, a step of approximate best-of-K policy iteration.
 ``compute_advantages`` marks the kept rows: ``advantages`` is 1 on their generated tokens and 0 elsewhere,
