@@ -19,6 +19,7 @@ timesteps, callback=None, progress_bar=False)``, ``.predict(obs, deterministic=F
 """
 
 from rlhf_gym.agents.a2c import A2C, A2CConfig
+from rlhf_gym.agents.bon import BestOfN, BestOfNConfig
 from rlhf_gym.agents.buffer import RolloutBuffer, gae, whiten
 from rlhf_gym.agents.core import OnPolicyAgent
 from rlhf_gym.agents.dpo import DPO, IPO, DPOConfig, IPOConfig
@@ -27,14 +28,15 @@ from rlhf_gym.agents.nlpo import NLPO, NLPOConfig
 from rlhf_gym.agents.online_dpo import OnlineDPO, OnlineDPOConfig
 from rlhf_gym.agents.policy import ActorCritic
 from rlhf_gym.agents.ppo import PPO, PPOConfig
+from rlhf_gym.agents.raft import RAFT, RAFTConfig
 from rlhf_gym.agents.registry import ALGORITHMS, AlgoSpec, Trainer, algorithm_class, register_algorithm
 from rlhf_gym.agents.reinforce_pp import ReinforcePP, ReinforcePPConfig
 from rlhf_gym.agents.rloo import RLOO, RLOOConfig
 from rlhf_gym.agents.rollout import Callback, OnPolicyConfig
 
 __all__ = [
-    "A2C", "A2CConfig", "ALGORITHMS", "ActorCritic", "AlgoSpec", "Callback", "DPO", "DPOConfig", "GRPO",
+    "A2C", "A2CConfig", "ALGORITHMS", "ActorCritic", "AlgoSpec", "BestOfN", "BestOfNConfig", "Callback", "DPO", "DPOConfig", "GRPO",
     "GRPOConfig", "IPO", "IPOConfig", "NLPO", "NLPOConfig", "OnPolicyAgent", "OnPolicyConfig", "OnlineDPO",
-    "OnlineDPOConfig", "PPO", "PPOConfig", "RLOO", "RLOOConfig", "ReinforcePP", "ReinforcePPConfig",
+    "OnlineDPOConfig", "PPO", "PPOConfig", "RAFT", "RAFTConfig", "RLOO", "RLOOConfig", "ReinforcePP", "ReinforcePPConfig",
     "RolloutBuffer", "Trainer", "algorithm_class", "gae", "register_algorithm", "whiten",
 ]

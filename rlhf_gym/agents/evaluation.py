@@ -20,6 +20,14 @@ r"""Evaluating a policy on held-out prompts: gold and reward-model reward, KL, p
 Generated tokens run up to and including EOS (or the length cap); they are what the KL, the perplexity and
 ``mean_length`` count. The same seed gives the same samples and the same numbers.
 
+**Sampling hook.** A policy that is more than its LM (best-of-n: sample n, keep the reward model's favourite)
+defines ``sample_for_evaluation(prompt_ids, prompt_mask, max_new_tokens, generator)``; evaluate then samples
+through it (with the policy's own sampling settings; ``temperature`` is not passed) instead of sampling the LM.
+It returns :class:`~rlhf_gym.core.generation.Samples`, or ``(Samples, info)`` with ``info`` a dict of
+per-sample tensors ``(N,)``: ``info["kl"]`` replaces the per-sample KL (the k1 above measures the LM, which is
+not then the sampling distribution), and every other key is reported as the mean over samples. Policies without
+the hook are evaluated exactly as described above.
+
 >>> import gymnasium as gym, rlhf_gym
 >>> from rlhf_gym.agents.evaluation import evaluate
 >>> env = gym.make("rlhf_gym/Sentiment-v0")
@@ -152,23 +160,33 @@ def evaluate(
 
     device = next(lm.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
+    hook = getattr(policy, "sample_for_evaluation", None)  # see "Sampling hook" in the module docstring
+    extras: dict[str, list[float]] = {}
     was_training = lm.training
     lm.eval()
     try:
         rows: list[dict[str, Any]] = []
         for lo in range(0, n, batch_size):
             ids, mask = left_pad(prompt_ids[lo : lo + batch_size], engine.pad)
-            out = sample(lm, ids.to(device), mask.to(device), max_new_tokens=max_new_tokens,
-                         eos_token_id=engine.eos, pad_token_id=engine.pad, temperature=temperature,
-                         generator=generator,
-                         min_new_tokens=min(getattr(engine, "min_new_tokens", 0), max_new_tokens))
+            info: dict[str, torch.Tensor] = {}
+            if hook is not None:
+                out = hook(ids.to(device), mask.to(device), max_new_tokens, generator)
+                out, info = out if isinstance(out, tuple) else (out, {})
+            else:
+                out = sample(lm, ids.to(device), mask.to(device), max_new_tokens=max_new_tokens,
+                             eos_token_id=engine.eos, pad_token_id=engine.pad, temperature=temperature,
+                             generator=generator,
+                             min_new_tokens=min(getattr(engine, "min_new_tokens", 0), max_new_tokens))
             tokens, token_mask = out.tokens.cpu(), out.mask.cpu()
-            logp = token_logprobs(lm, ids, mask, tokens, token_mask, temperature)
             ref_logp = token_logprobs(engine.ref, ids, mask, tokens, token_mask)
+            logp = None if "kl" in info else token_logprobs(lm, ids, mask, tokens, token_mask, temperature)
+            for key, value in info.items():
+                extras.setdefault(key, []).extend(value.detach().cpu().double().tolist())
             for r in range(len(tokens)):
                 generated = tokens[r, token_mask[r]].tolist()
+                kl = float(info["kl"][r]) if logp is None else float((logp[r] - ref_logp[r]).sum())
                 rows.append(dict(prompt=prompt_list[lo + r], tokens=generated,
-                                 kl=float((logp[r] - ref_logp[r]).sum()), ref_nll=-float(ref_logp[r].sum())))
+                                 kl=kl, ref_nll=-float(ref_logp[r].sum())))
     finally:
         lm.train(was_training)
 
@@ -190,6 +208,7 @@ def evaluate(
         mean_length=n_tokens / n,
         n=n,
         **{f"gold_{k}": float(v.mean()) for k, v in parts.items()},
+        **{k: float(np.mean(v)) for k, v in extras.items() if k != "kl"},
         samples=samples,
     )
 
