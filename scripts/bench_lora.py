@@ -29,10 +29,9 @@ import time
 from typing import Any
 
 import torch
-from bench_memory import peak_bytes
+from bench_memory import collect_rollout, peak_bytes
 
 from rlhf_gym.agents import PPO
-from rlhf_gym.agents.rollout import collect_rollout
 from rlhf_gym.envs import TextGenVecEnv
 
 
@@ -91,8 +90,8 @@ def main() -> None:
               "lora": build(model_fn, {"r": args.rank, "alpha": 2 * args.rank}, args, device)}
     buffers, state, peak = {}, {}, {}
     for name, agent in agents.items():
-        buffers[name] = collect_rollout(agent, agent.kl_controller)[0]
-        agent.train(buffers[name])  # warm-up; Adam's state now exists
+        buffers[name] = collect_rollout(agent)[0]
+        agent.update(buffers[name])  # warm-up; Adam's state now exists
         state[name] = state_bytes(agent)
         peak[name] = peak_bytes(lambda a=agent, b=buffers[name]: a.train(b), device)[0]
 
@@ -102,7 +101,7 @@ def main() -> None:
     for _ in range(args.repeats):
         for name, agent in agents.items():
             update[name].append(n_tokens / timed(lambda a=agent, b=buffers[name]: a.train(b), device))
-            rollout[name].append(n_tokens / timed(lambda a=agent: collect_rollout(a, a.kl_controller), device))
+            rollout[name].append(n_tokens / timed(lambda a=agent: collect_rollout(a), device))
 
     n_params = sum(p.numel() for p in agents["full"].policy.lm.parameters())
     print(f"PPO, {n_params / 1e6:.1f}M-parameter GPT-2 on {device}, batch {args.batch} × {args.length} tokens, "

@@ -2,7 +2,7 @@
 
 For every (batch B, new tokens T) of the grid, one process measures
 
-* ``rollout`` — one ``collect_rollout``: KV-cached sampling, the teacher-forced log-prob/value pass, the
+* ``rollout`` — one ``agent.collect()`` + ``compute_advantages``: KV-cached sampling, the teacher-forced log-prob/value pass, the
   reference log-probs and the reward call (``score_episodes``), GAE; the rollout buffer it returns included;
 * ``update``  — one PPO update of that rollout (one epoch, one minibatch of all B episodes: forward,
   backward, Adam step), after a warm-up update so Adam's state already exists (it is a constant, not a
@@ -38,8 +38,14 @@ import numpy as np
 import torch
 
 from rlhf_gym.agents import PPO
-from rlhf_gym.agents.rollout import collect_rollout
 from rlhf_gym.envs import TextGenVecEnv
+
+
+def collect_rollout(agent):
+    """One rollout as ``learn()`` makes it: ``collect()`` then ``compute_advantages`` (the update's input)."""
+    buffer, metrics = agent.collect()
+    agent.compute_advantages(buffer)
+    return buffer, metrics
 
 
 def _cpu_peak_bytes(fn: Callable[[], Any]) -> tuple[int, Any]:
@@ -88,10 +94,10 @@ def make_agent(model: Any, batch: int, length: int, device: torch.device) -> PPO
 def measure(model: Any, batch: int, length: int, device: torch.device) -> dict[str, float]:
     """One grid point: peak bytes of a rollout and of an update, and the token count."""
     agent = make_agent(model, batch, length, device)
-    collect_rollout(agent, agent.kl_controller)  # warm-up (lazy inits, allocator caches)
-    rollout_peak, (buffer, _) = peak_bytes(lambda: collect_rollout(agent, agent.kl_controller), device)
-    agent.train(buffer)  # warm-up: creates Adam's state
-    update_peak, _ = peak_bytes(lambda: agent.train(buffer), device)
+    collect_rollout(agent)  # warm-up (lazy inits, allocator caches)
+    rollout_peak, (buffer, _) = peak_bytes(lambda: collect_rollout(agent), device)
+    agent.update(buffer)  # warm-up: creates Adam's state
+    update_peak, _ = peak_bytes(lambda: agent.update(buffer), device)
     positions = batch * (buffer.prompt_ids.shape[1] + buffer.tokens.shape[1])
     return {"batch": batch, "length": length, "tokens": buffer.n_tokens, "positions": positions, "rollout": rollout_peak, "update": update_peak,
             "buffer": buffer.nbytes, "step_buffer": 2 * 8 * batch * length * (buffer.prompt_ids.shape[1] + length)}
