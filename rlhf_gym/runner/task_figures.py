@@ -25,7 +25,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -80,8 +79,9 @@ def offline(task: Task) -> bool:
 
 def cache_dir() -> Path:
     """Where figures are cached: ``$RLHF_GYM_CACHE``, ``$XDG_CACHE_HOME/rlhf_gym`` or ``~/.cache/rlhf_gym``."""
-    root = os.environ.get("RLHF_GYM_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rlhf_gym"
-    return Path(root) / "tasks"
+    from rlhf_gym.runner.proxy import cache_root
+
+    return cache_root() / "tasks"
 
 
 def judge_name(gold: Any) -> str:
@@ -123,14 +123,9 @@ def _front(gold: Any, prompts: list[str], texts: list[str], shape: tuple[int, in
 
 def task_figures(task: Task, config: FigureConfig | None = None, progress: Progress | None = None) -> dict[str, Any]:
     """Measures ``task``'s figures (see the module docstring); ``progress`` hears each phase."""
-    from rlhf_gym.rewards.annotators import (
-        CandidateGenerator,
-        SimulationConfig,
-        parse_annotators,
-        simulate_preferences,
-    )
+    from rlhf_gym.rewards.annotators import CandidateGenerator
     from rlhf_gym.rewards.learned import LearnedReward
-    from rlhf_gym.rewards.rm_train import RewardModelConfig, train_reward_model
+    from rlhf_gym.runner.proxy import ProxyConfig, train_proxy
 
     cfg = config or FigureConfig()
     say = progress or (lambda phase, done: None)
@@ -157,14 +152,8 @@ def task_figures(task: Task, config: FigureConfig | None = None, progress: Progr
     shape = (cfg.bon_prompts, cfg.n_best_of)
     pool_gold = gold.score(pool_prompts, pool).view(shape)
 
-    say(f"{cfg.comparisons} simulated comparisons", 0.4)
-    sim = simulate_preferences(SimulationConfig(
-        n_comparisons=cfg.comparisons, annotators=parse_annotators(task.annotators,
-        temperature=task.annotator_temperature, seed=cfg.seed), prompts=task.train_prompts, model=task.model,
-        gold=task.make_annotator_judge, max_new_tokens=task.max_new_tokens, seed=cfg.seed), progress=False)
-    say("proxy reward model", 0.6)
-    rm, tok, metrics = train_reward_model(sim.pairs, RewardModelConfig(
-        base_model=task.model, epochs=cfg.rm_epochs, seed=cfg.seed, max_length=128), progress=False)
+    say(f"proxy reward model from {cfg.comparisons} simulated comparisons", 0.4)
+    rm, tok, metrics = train_proxy(task, ProxyConfig(comparisons=cfg.comparisons, epochs=cfg.rm_epochs, seed=cfg.seed))
     proxy = LearnedReward(rm, tok, stats={"mean": metrics["rm/reward_mean"], "std": metrics["rm/reward_std"]})
     pool_proxy = proxy.score(pool_prompts, pool).view(shape)
     say("done", 1.0)
@@ -176,7 +165,7 @@ def task_figures(task: Task, config: FigureConfig | None = None, progress: Progr
         "task": task.name, "version": task.version, "env_id": task.env_id, "gold": judge_name(gold),
         "start_gold_mean": float(start.mean()), "start_gold_sd": sd, "best_of_n": cfg.n_best_of,
         "best_of_n_gold": best, "headroom": (best - float(start.mean())) / sd if sd > 0 else math.inf,
-        "proxy_accuracy": pair_accuracy(pool_proxy, pool_gold), "proxy_comparisons": len(sim.pairs),
+        "proxy_accuracy": pair_accuracy(pool_proxy, pool_gold), "proxy_comparisons": metrics["proxy/comparisons"],
         "gold_length_corr": _corr(pool_gold.flatten().numpy(), words),
         "proxy_length_corr": _corr(pool_proxy.flatten().numpy(), words),
         "settings": dataclasses.asdict(cfg),
