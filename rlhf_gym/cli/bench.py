@@ -10,6 +10,9 @@ from rich.console import Console
 from rich.table import Table
 
 from rlhf_gym.cli.train import add_wandb_flag
+from rlhf_gym.errors import ConfigError
+
+SUITES = ("embedded",)  # rlhf_gym.runner.suite.SUITES, without importing torch to build --help
 
 EPILOG = """\
 examples:
@@ -22,7 +25,14 @@ examples:
 
   # interrupted? run the same command again: finished runs are skipped, the others resume exactly
 
-layout: OUT/ENV/AGENT/seed-S/ (ordinary run directories), OUT/results.md, OUT/results.json, OUT/curves.png
+  # the leaderboard: every embedded task x PPO, GRPO, RLOO x 1 seed against each task's proxy (~15 min, 2 cores)
+  rlhf-gym bench --suite embedded --quick --out runs/leaderboard-quick
+
+  # every task x every algorithm x 3 seeds (under 3 hours on 2 cores)
+  rlhf-gym bench --suite embedded --out runs/leaderboard
+
+layout: OUT/ENV/AGENT/seed-S/ (ordinary run directories), OUT/results.md, OUT/results.json, OUT/curves.png;
+with --suite also OUT/presets/TASK.yaml, OUT/leaderboard.{md,html,json} and OUT/suite_curves.png
 """
 
 
@@ -34,9 +44,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Resumable: rerun the same command to continue. The last line is `RESULT runs=N ENV.AGENT.gold_reward=...`.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--agents", nargs="+", metavar="FILE", required=True, help="agent presets")
-    p.add_argument("--envs", nargs="+", metavar="FILE", required=True, help="environment presets")
-    p.add_argument("--seeds", type=int, default=3, help="seeds per cell, 0..N-1 (default 3)")
+    p.add_argument("--agents", nargs="+", metavar="FILE", help="agent presets (with --suite: default agents/*.yaml)")
+    p.add_argument("--envs", nargs="+", metavar="FILE", help="environment presets (or --suite)")
+    p.add_argument("--suite", choices=SUITES, help="every offline task, each against its proxy reward model, "
+                   "with a leaderboard (docs/leaderboard.md)")
+    p.add_argument("--quick", action="store_true", help="with --suite: PPO, GRPO and RLOO, 1 seed, short runs")
+    p.add_argument("--tasks", nargs="+", metavar="TASK", help="with --suite: only these tasks")
+    p.add_argument("--seeds", type=int, default=None, help="seeds per cell, 0..N-1 (default 3; --quick: 1)")
     p.add_argument("--out", metavar="DIR", required=True, help="benchmark directory")
     p.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[],
                    help="override a field in every run, e.g. run.total_timesteps=10000 (repeatable)")
@@ -51,7 +65,25 @@ def run(args: argparse.Namespace) -> int:
 
     quiet_hf_progress()
     console = Console(highlight=False)
-    runs = plan(args.agents, args.envs, args.seeds, args.out, args.overrides, build=True)
+    if args.suite is None:
+        for flag, value in (("--quick", args.quick), ("--tasks", args.tasks)):
+            if value:
+                raise ConfigError(f"{flag} needs --suite embedded")
+        if not args.agents or not args.envs:
+            raise ConfigError("bench needs --agents FILE... and --envs FILE..., or --suite embedded")
+        suite = None
+        runs = plan(args.agents, args.envs, 3 if args.seeds is None else args.seeds, args.out, args.overrides,
+                    build=True)
+        overrides = args.overrides
+    else:
+        from rlhf_gym.runner.suite import prepare_suite
+
+        if args.envs:
+            raise ConfigError("--envs and --suite exclude each other: the suite writes its own env presets")
+        seeds = (1 if args.quick else 3) if args.seeds is None else args.seeds
+        suite = prepare_suite(args.suite, args.out, args.agents, seeds, args.quick, args.overrides, args.tasks,
+                              say=lambda line: console.print(line))
+        runs, overrides = suite.runs, suite.overrides
     todo = [r for r in runs if r.status != "done"]
     console.print(f"{len(runs)} runs ({len(runs) - len(todo)} already done) -> {args.out}")
     with progress_bar(Console(stderr=True)) as bar:
@@ -68,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
                               f"  ({time.perf_counter() - started[str(r.out)]:.0f}s)")
             bar.advance(task)
 
-        run_matrix(runs, args.overrides, args.wandb, on_start, on_done)
+        run_matrix(runs, overrides, args.wandb, on_start, on_done)
     rows, md, png = write_summary(runs, Path(args.out))
     table = Table(title=f"{args.out}: mean ± std over seeds (final held-out evaluation)")
     for col in ("env", "agent", "seeds", *(h for _, h, _ in COLUMNS)):
@@ -79,5 +111,22 @@ def run(args: argparse.Namespace) -> int:
     console.print(table)
     console.print(f"table: {md}   curves: {png}")
     figures = " ".join(f"{r['env']}.{r['agent']}.{k}={r[k]:.4f}" for r in rows for k in ("gold_reward", "kl"))
+    if suite is not None:
+        figures = _print_leaderboard(console, suite, Path(args.out)) + " " + figures
     console.print(f"RESULT runs={len(runs)} {figures}", soft_wrap=True)
     return 0
+
+
+def _print_leaderboard(console: Console, suite, out: Path) -> str:
+    from rlhf_gym.runner.leaderboard import write_leaderboard
+
+    board, paths = write_leaderboard(suite.runs, suite.norms, out)
+    table = Table(title="leaderboard: normalised gold (0 = start, 1 = best-of-64), mean over tasks")
+    for col in ("rank", "agent", "norm. gold", "seeds", "threshold reached"):
+        table.add_column(col, justify="left" if col == "agent" else "right")
+    for i, a in enumerate(board["aggregate"], 1):
+        table.add_row(str(i), a["agent"], f"{a['norm_gold']:.2f} ± {a['norm_gold_std']:.2f}", str(a["seeds"]),
+                      f"{a['reached']}/{a['runs']}")
+    console.print(table)
+    console.print(f"leaderboard: {paths['md']}   {paths['html']}   curves: {paths['png']}")
+    return " ".join(f"aggregate.{a['agent']}.norm_gold={a['norm_gold']:.4f}" for a in board["aggregate"])

@@ -43,6 +43,7 @@ class BenchRun:
     agent_file: Path
     seed: int
     out: Path
+    overrides: tuple[str, ...] = ()  # this cell's own --set (the suite's budgets), before the matrix's: the user's wins
 
     @property
     def env(self) -> str:
@@ -122,13 +123,13 @@ def run_matrix(runs: Sequence[BenchRun], overrides: Sequence[str], wandb_mode: s
             on_start(r, i)
         resume = status == "partial"
         cfg = prepare_run(r.out, None if resume else str(r.env_file), None if resume else str(r.agent_file),
-                          [] if resume else [*overrides, f"run.seed={r.seed}"], resume)
+                          [] if resume else [*r.overrides, *overrides, f"run.seed={r.seed}"], resume)
         result = train(cfg, r.out, resume=resume, wandb_mode=wandb_mode, progress=False)
         if on_done is not None:
             on_done(r, result)
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
+def mean_std(values: list[float]) -> tuple[float, float]:
     arr = np.array([v for v in values if v is not None and math.isfinite(v)], dtype=float)
     if not len(arr):
         return math.nan, math.nan
@@ -147,7 +148,7 @@ def summarize(runs: Sequence[BenchRun]) -> list[dict[str, Any]]:
     for (env, agent), results in groups.items():
         row: dict[str, Any] = {"env": env, "agent": agent, "seeds": len(results)}
         for key, _, _ in COLUMNS:
-            row[key], row[f"{key}_std"] = _mean_std([res.get(key) for res in results])
+            row[key], row[f"{key}_std"] = mean_std([res.get(key) for res in results])
         rows.append(row)
     return rows
 

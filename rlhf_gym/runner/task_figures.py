@@ -34,7 +34,7 @@ import torch
 
 from rlhf_gym.core.checks import check_fields
 from rlhf_gym.core.data import load_prompts
-from rlhf_gym.core.jsonio import parse_json
+from rlhf_gym.core.jsonio import parse_json, read_json
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.io import read_text, write_text_atomic
 from rlhf_gym.tasks import Task
@@ -125,7 +125,7 @@ def task_figures(task: Task, config: FigureConfig | None = None, progress: Progr
     """Measures ``task``'s figures (see the module docstring); ``progress`` hears each phase."""
     from rlhf_gym.rewards.annotators import CandidateGenerator
     from rlhf_gym.rewards.learned import LearnedReward
-    from rlhf_gym.runner.proxy import ProxyConfig, train_proxy
+    from rlhf_gym.runner.proxy import ProxyConfig, cached_proxy
 
     cfg = config or FigureConfig()
     say = progress or (lambda phase, done: None)
@@ -153,8 +153,9 @@ def task_figures(task: Task, config: FigureConfig | None = None, progress: Progr
     pool_gold = gold.score(pool_prompts, pool).view(shape)
 
     say(f"proxy reward model from {cfg.comparisons} simulated comparisons", 0.4)
-    rm, tok, metrics = train_proxy(task, ProxyConfig(comparisons=cfg.comparisons, epochs=cfg.rm_epochs, seed=cfg.seed))
-    proxy = LearnedReward(rm, tok, stats={"mean": metrics["rm/reward_mean"], "std": metrics["rm/reward_std"]})
+    proxy_dir = cached_proxy(task, ProxyConfig(comparisons=cfg.comparisons, epochs=cfg.rm_epochs, seed=cfg.seed))
+    proxy = LearnedReward(proxy_dir)
+    trained = read_json(proxy_dir / "reward_stats.json", "proxy reward-model stats", ConfigError)["metrics"]
     pool_proxy = proxy.score(pool_prompts, pool).view(shape)
     say("done", 1.0)
 
@@ -165,7 +166,7 @@ def task_figures(task: Task, config: FigureConfig | None = None, progress: Progr
         "task": task.name, "version": task.version, "env_id": task.env_id, "gold": judge_name(gold),
         "start_gold_mean": float(start.mean()), "start_gold_sd": sd, "best_of_n": cfg.n_best_of,
         "best_of_n_gold": best, "headroom": (best - float(start.mean())) / sd if sd > 0 else math.inf,
-        "proxy_accuracy": pair_accuracy(pool_proxy, pool_gold), "proxy_comparisons": metrics["proxy/comparisons"],
+        "proxy_accuracy": pair_accuracy(pool_proxy, pool_gold), "proxy_comparisons": trained["rm/n_train"] + trained["rm/n_val"],
         "gold_length_corr": _corr(pool_gold.flatten().numpy(), words),
         "proxy_length_corr": _corr(pool_proxy.flatten().numpy(), words),
         "settings": dataclasses.asdict(cfg),

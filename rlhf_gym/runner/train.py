@@ -229,7 +229,7 @@ def _train_loop(cfg: ResolvedConfig, out: Path, agent: Any, env: Any, eval_promp
             return True
         updates, step = agent.num_rollouts, agent.num_timesteps
         final = step >= run.total_timesteps
-        row = dict(metrics)
+        row = {**metrics, "time/wall": prior_wall + time.perf_counter() - start_time}  # seconds since the run began
         rows = [{"prompt": p, "completion": c, "score": s} for p, c, s in agent.last_rollout_texts]
         tracker.log_samples(step, rows[: run.samples_per_update])
         if final or (run.eval_every and updates % run.eval_every == 0):
