@@ -81,7 +81,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--kl-proxy", type=int, default=None, help="comparisons of the proxy the KL arms train on "
                    "(default: the largest of --comparisons)")
     p.add_argument("--out", type=Path, default=Path("runs/overoptimization"), help="output folder")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (1 is fastest for the tiny models on a busy 2-core machine)")
     p.add_argument("--quick", action="store_true", help="a few minutes on 2 cores: " +
                    ", ".join(f"{k.replace('_', '-')}={v}" for k, v in QUICK.items()))
     args = p.parse_args(argv)
