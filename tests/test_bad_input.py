@@ -114,6 +114,12 @@ CASES = [
      "prefs.jsonl:1"),
     ("prefs-csv-columns", {"prefs.csv": "question,answer\nq,a\n"}, [*DEMO[:-1], "{tmp}/prefs.csv"], "prefs.csv"),
     ("demo-bad-size", {"prefs.jsonl": PAIR}, [*DEMO, "--eval-episodes", "0"], "demo: invalid --eval-episodes=0"),
+    ("demo-zero-kl-target", {"prefs.jsonl": PAIR}, [*DEMO, "--kl-target", "0"], "demo: invalid --kl-target=0.0"),
+    ("demo-nan-kl-target", {"prefs.jsonl": PAIR}, [*DEMO, "--kl-target", "nan"], "demo: invalid --kl-target=nan"),
+    ("demo-zero-adaptive-beta", {"prefs.jsonl": PAIR}, [*DEMO, "--adaptive-beta", "0"],
+     "demo: invalid --adaptive-beta=0.0"),
+    ("demo-short-kl-horizon", {"prefs.jsonl": PAIR}, [*DEMO, "--kl-horizon", "8"],
+     "demo: invalid --kl-horizon=8: must be at least the batch size (32 episodes)"),
     # ----- demonstration files (rlhf-gym sft --data)
     ("demos-missing", {}, SFT, "demos.jsonl does not exist"),
     ("demos-empty", {"demos.jsonl": "\n\n"}, SFT, "holds no demonstrations"),

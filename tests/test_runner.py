@@ -197,13 +197,28 @@ def test_bench_matrix_is_resumable_and_tabulated(tmp_path, tiny_presets, capsys)
 def test_demo_pipeline_end_to_end_on_a_tiny_model(tmp_path, tiny_lm_dir, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--model", tiny_lm_dir, "--out", str(out), "--comparisons", "24", "--rm-epochs", "1",
-                 "--ppo-steps", "40", "--eval-episodes", "4", "--max-new-tokens", "4"]) == 0
+                 "--ppo-steps", "300", "--eval-episodes", "4", "--max-new-tokens", "4", "--eval-every", "1",
+                 "--kl-target", "0.5", "--kl-horizon", "32"]) == 0
     text = capsys.readouterr().out
     last = text.strip().splitlines()[-1]
     assert last.startswith("RESULT gold_gain=") and " rm_gain=" in last and " kl=" in last
-    assert "before" in text and "after" in text
-    for path in ("prefs.jsonl", "reward-model/reward_stats.json", "ppo/metrics.jsonl", "ppo/curves.png",
-                 "ppo/report.md", "summary.json"):
+    assert " kl_target=0.5 kl_under_target=" in last and " fixed_kl=" in last
+    assert "before PPO" in text and "fixed β=0.05" in text and "adaptive β" in text and "over-optimised" in text
+    assert "KL target 0.5 nats: the adaptive-β run " in text
+    for path in ("prefs.jsonl", "reward-model/reward_stats.json", "ppo-fixed/metrics.jsonl", "ppo-fixed/curves.png",
+                 "ppo-fixed/report.md", "ppo-adaptive/metrics.jsonl", "ppo-adaptive/report.md", "proxy_vs_gold.png",
+                 "summary.json"):
         assert (out / path).is_file(), path
+    assert (out / "proxy_vs_gold.png").read_bytes().startswith(b"\x89PNG")
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["gold_gain"] == pytest.approx(summary["after"]["gold_reward"] - summary["before"]["gold_reward"])
+    assert summary["kl_target"] == 0.5 and set(summary["runs"]) == {"fixed", "adaptive"}
+    fixed, adaptive = summary["runs"]["fixed"], summary["runs"]["adaptive"]
+    for run in (fixed, adaptive):
+        assert run["gold_gain"] == pytest.approx(run["after"]["gold_reward"] - run["before"]["gold_reward"])
+        assert set(run["after"]) >= {"gold_reward", "rm_reward", "kl", "distinct_2"}
+    assert fixed["before"] == adaptive["before"]  # the same initial policy, evaluated on the same prompts
+    assert fixed["final_beta"] == pytest.approx(0.05) and adaptive["final_beta"] != pytest.approx(0.15)
+    assert summary["after"] == adaptive["after"] and summary["kl"] == adaptive["kl"] == adaptive["after"]["kl"]
+    assert summary["kl_under_target"] == (adaptive["kl"] <= 0.5)
+    betas = [r["objective/beta"] for r in read_jsonl(out / "ppo-adaptive" / "metrics.jsonl") if "objective/beta" in r]
+    assert len(set(betas)) > 1  # the controller moved β
