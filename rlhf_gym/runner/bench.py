@@ -25,7 +25,7 @@ import numpy as np
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.io import check_output, write_text_atomic
 from rlhf_gym.runner.config import load_run_config
-from rlhf_gym.runner.report import save_figure, series
+from rlhf_gym.runner.report import save_figure
 from rlhf_gym.runner.rundir import CONFIG_FILE, RESULT_FILE, prepare_run, read_result, read_run_config
 from rlhf_gym.runner.tracking import METRICS_FILE, jsonable, read_jsonl
 
@@ -163,6 +163,24 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def seed_curves(runs: Sequence[BenchRun], env: str, agent: str,
+                keys: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+    """One cell's held-out curves: the mean step of each evaluation and, per key, a ``(seeds, evaluations)``
+    array, cut to the shortest seed (only rows that logged every key count); None when no seed has any."""
+    per_seed = []
+    for r in runs:
+        if r.env == env and r.agent == agent and (r.out / METRICS_FILE).is_file():
+            rows = [row for row in read_jsonl(r.out / METRICS_FILE)
+                    if all(isinstance(row.get(k), int | float) and math.isfinite(row[k]) for k in keys)]
+            if rows:
+                per_seed.append(rows)
+    if not per_seed:
+        return None
+    n = min(len(rows) for rows in per_seed)
+    steps = np.mean([[row["step"] for row in rows[:n]] for rows in per_seed], axis=0)
+    return steps, {k: np.array([[float(row[k]) for row in rows[:n]] for rows in per_seed]) for k in keys}
+
+
 def plot_matrix(runs: Sequence[BenchRun], path: Path) -> Path:
     """Gold reward and KL (held-out evaluations) against generated tokens, mean over seeds, per env."""
     import matplotlib
@@ -174,17 +192,13 @@ def plot_matrix(runs: Sequence[BenchRun], path: Path) -> Path:
     fig, axes = plt.subplots(len(envs), 2, figsize=(10, 3.4 * len(envs)), squeeze=False, constrained_layout=True)
     for row, env in zip(axes, envs):
         for agent in sorted({r.agent for r in runs if r.env == env}):
-            for ax, key in zip(row, ("eval/gold_reward", "eval/kl")):
-                curves = [series(read_jsonl(r.out / METRICS_FILE), key) for r in runs
-                          if r.env == env and r.agent == agent and (r.out / METRICS_FILE).is_file()]
-                curves = [c for c in curves if c[0]]
-                if not curves:
-                    continue
-                n = min(len(c[0]) for c in curves)
-                xs = np.mean([c[0][:n] for c in curves], axis=0)
-                ys = np.array([c[1][:n] for c in curves])
-                ax.plot(xs, ys.mean(0), marker="o", ms=3, label=f"{agent} ({len(curves)} seeds)")
-                if len(curves) > 1:
+            got = seed_curves(runs, env, agent, ("eval/gold_reward", "eval/kl"))
+            if got is None:
+                continue
+            xs, curves = got
+            for ax, ys in zip(row, curves.values()):
+                ax.plot(xs, ys.mean(0), marker="o", ms=3, label=f"{agent} ({len(ys)} seeds)")
+                if len(ys) > 1:
                     ax.fill_between(xs, ys.min(0), ys.max(0), alpha=0.2)
         for ax, title in zip(row, ("gold reward (held-out)", "KL to reference (held-out)")):
             ax.set_title(f"{env}: {title}")

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from rlhf_gym.io import write_text_atomic
-from rlhf_gym.runner.bench import BenchRun, mean_std
-from rlhf_gym.runner.report import save_figure, series
+from rlhf_gym.runner.bench import BenchRun, mean_std, seed_curves
+from rlhf_gym.runner.report import save_figure
 from rlhf_gym.runner.rundir import read_result
 from rlhf_gym.runner.tracking import METRICS_FILE, jsonable, read_jsonl
 
@@ -156,23 +156,6 @@ def to_html(board: dict[str, Any], title: str, image: str | None = "suite_curves
     return "".join(parts) + "</body></html>\n"
 
 
-def _curves(runs: Sequence[BenchRun], task: str, agent: str, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """Mean over seeds of ``key`` and of sqrt(KL), against tokens (truncated to the shortest seed)."""
-    got = []
-    for r in runs:
-        if r.env == task and r.agent == agent and (r.out / METRICS_FILE).is_file():
-            rows = read_jsonl(r.out / METRICS_FILE)
-            xs, ys = series(rows, f"eval/{key}")
-            kx, kl = series(rows, "eval/kl")
-            if xs and xs == kx:
-                got.append((xs, ys, kl))
-    if not got:
-        return None
-    n = min(len(g[0]) for g in got)
-    return (np.mean([g[0][:n] for g in got], 0), np.mean([g[1][:n] for g in got], 0),
-            np.mean([np.sqrt(np.maximum(g[2][:n], 0)) for g in got], 0))
-
-
 def plot_suite(runs: Sequence[BenchRun], path: Path) -> Path:
     """One row per task: gold and proxy against generated tokens, and against sqrt(KL)."""
     import matplotlib
@@ -184,13 +167,14 @@ def plot_suite(runs: Sequence[BenchRun], path: Path) -> Path:
     fig, axes = plt.subplots(len(tasks), 4, figsize=(16, 3.2 * len(tasks)), squeeze=False, constrained_layout=True)
     for row, task in zip(axes, tasks):
         for agent in sorted({r.agent for r in runs if r.env == task}):
-            for col, key in enumerate(("gold_reward", "rm_reward")):
-                got = _curves(runs, task, agent, key)
-                if got is None:
-                    continue
-                tokens, value, d = got
-                row[col].plot(tokens, value, marker="o", ms=3, label=agent)
-                row[col + 2].plot(d, value, marker="o", ms=3, label=agent)
+            got = seed_curves(runs, task, agent, ("eval/gold_reward", "eval/rm_reward", "eval/kl"))
+            if got is None:
+                continue
+            tokens, curves = got
+            d = np.sqrt(np.maximum(curves["eval/kl"], 0)).mean(0)  # k1 can dip below 0 early on
+            for col, key in enumerate(("eval/gold_reward", "eval/rm_reward")):
+                row[col].plot(tokens, curves[key].mean(0), marker="o", ms=3, label=agent)
+                row[col + 2].plot(d, curves[key].mean(0), marker="o", ms=3, label=agent)
         for ax, (what, x) in zip(row, [("gold", "generated tokens"), ("proxy", "generated tokens"),
                                         ("gold", "sqrt(KL) (nats^0.5)"), ("proxy", "sqrt(KL) (nats^0.5)")]):
             ax.set_title(f"{task}: {what} (held-out)", fontsize=9)
