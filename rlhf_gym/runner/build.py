@@ -71,6 +71,7 @@ def check_prompts_fit(env: TextGenVecEnv, prompts: list[str], where: str) -> Non
 def check_buildable(cfg: ResolvedConfig) -> None:
     """Builds and drops what a run of ``cfg`` needs first (environment, prompts, gold judge, ptx text), so a plan
     of many runs (``rlhf-gym bench``) fails on bad input before the first one trains."""
+    init_agent_path(cfg)
     env = make_env(cfg)
     try:
         check_prompts_fit(env, env_prompts(cfg.env, "eval"), f"env.eval_prompts {cfg.env.eval_prompts}")
@@ -128,6 +129,31 @@ def agent_kwargs(cfg: ResolvedConfig) -> dict[str, Any]:
 def make_agent(cfg: ResolvedConfig, env: TextGenVecEnv, policy: str | Path | None = None) -> Any:
     """A fresh agent for ``env`` (``policy`` defaults to a trainable copy of the env's reference model)."""
     return agent_class(cfg)(env, policy=policy, **agent_kwargs(cfg))
+
+
+def initial_agent(cfg: ResolvedConfig, env: TextGenVecEnv) -> Any:
+    """The agent a new run starts from: :func:`make_agent`, or ``run.init_agent``'s checkpoint with the run's own
+    hyperparameters (its weights, optimizer, KL controller and counters continue; the env is this run's)."""
+    path = init_agent_path(cfg)
+    return make_agent(cfg, env) if path is None else agent_class(cfg).load(path, env=env, **agent_kwargs(cfg))
+
+
+def init_agent_path(cfg: ResolvedConfig) -> Path | None:
+    """``run.init_agent`` as an agent checkpoint directory (a run directory stands for its newest checkpoint)."""
+    from rlhf_gym.runner.checkpoint import latest_checkpoint
+
+    if cfg.run.init_agent is None:
+        return None
+    if algo_spec(cfg.agent.algo).kind == "sb3":
+        raise ConfigError(f"run.init_agent: agent.algo={cfg.agent.algo!r} (stock SB3) cannot start from a checkpoint")
+    path = Path(cfg.run.init_agent)
+    if (path / "agent.json").is_file():
+        return path
+    newest = latest_checkpoint(path) if path.is_dir() else None
+    if newest is None:
+        raise ConfigError(f"run.init_agent {path}: neither an agent checkpoint (agent.json) nor a run directory "
+                          "with a checkpoint")
+    return newest / "agent"
 
 
 def load_agent(cfg: ResolvedConfig, env: TextGenVecEnv, path: str | Path) -> Any:

@@ -34,6 +34,7 @@ import math
 import re
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -109,6 +110,8 @@ class RunConfig:
     checkpoint_every: int = opt(1, "save a checkpoint every N policy updates (0 = only at the end)", ge=0)
     keep_checkpoints: int = opt(2, "how many of the newest checkpoints to keep", ge=1)
     samples_per_update: int = opt(4, "prompt/continuation rows written to samples.jsonl per update", ge=0)
+    init_agent: str | None = opt(None, "start from this agent checkpoint (a run DIR: its newest; or DIR/checkpoints/"
+                                 "step-N/agent), its tokens counting towards total_timesteps; null = a fresh agent")
 
     def __post_init__(self) -> None:
         from rlhf_gym.core.checks import device_name
@@ -338,18 +341,24 @@ def resolve(env: dict, agent: dict, run: dict, where: dict[str, str]) -> Resolve
 def load_run_config(env_file: str | Path, agent_file: str | Path, overrides: list[str] | None = None) -> ResolvedConfig:
     """Reads an env preset and an agent preset, applies ``--set`` overrides and validates everything."""
     env = read_yaml_mapping(env_file)
-    agent = read_yaml_mapping(agent_file)
-    run = agent.pop("run", None) or {}
-    if not isinstance(run, dict):
-        raise ConfigError(f"{agent_file}: run must be a mapping of key: value, got {run!r}")
     if "env" in env and isinstance(env["env"], dict) and len(env) == 1:
         env = env["env"]  # a full config's env section is accepted too
-    where = {"env": str(env_file), "agent": str(agent_file), "run": str(agent_file)}
-    sections = {"env": env, "agent": agent, "run": run}
-    for section, name, value in parse_overrides(overrides):
+    return preset_config(env, read_yaml_mapping(agent_file), overrides, str(env_file), str(agent_file))
+
+
+def preset_config(env: dict[str, Any], agent: dict[str, Any], overrides: Sequence[str] | None = None,
+                  env_where: str = "env preset", agent_where: str = "agent preset") -> ResolvedConfig:
+    """:func:`load_run_config` of presets already read (``agent`` may hold ``run:``); errors name ``*_where``."""
+    agent = dict(agent)
+    run = agent.pop("run", None) or {}
+    if not isinstance(run, dict):
+        raise ConfigError(f"{agent_where}: run must be a mapping of key: value, got {run!r}")
+    where = {"env": env_where, "agent": agent_where, "run": agent_where}
+    sections = {"env": dict(env), "agent": agent, "run": dict(run)}
+    for section, name, value in parse_overrides(list(overrides or [])):
         _apply(sections[section], name, value)
         where[section] = where[section] if where[section].endswith(" (with --set)") else f"{where[section]} (with --set)"
-    return resolve(env, agent, run, where)
+    return resolve(sections["env"], sections["agent"], sections["run"], where)
 
 
 def load_resolved_config(path: str | Path, overrides: list[str] | None = None) -> ResolvedConfig:

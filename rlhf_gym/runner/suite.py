@@ -25,12 +25,12 @@ import yaml
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.io import check_output, write_text_atomic
 from rlhf_gym.runner.bench import BenchRun, plan
-from rlhf_gym.runner.config import _apply, parse_overrides, read_yaml_mapping, resolve
+from rlhf_gym.runner.config import preset_config, read_yaml_mapping
 from rlhf_gym.runner.proxy import cached_proxy
 from rlhf_gym.runner.task_figures import FigureConfig, cached_figures, offline
 from rlhf_gym.tasks import Task, get_task, list_tasks
 
-__all__ = ["SUITES", "SuitePlan", "QUICK_AGENTS", "QUICK_OVERRIDES", "FULL_OVERRIDES", "default_agents",
+__all__ = ["SUITES", "SuitePlan", "task_env_preset", "QUICK_AGENTS", "QUICK_OVERRIDES", "FULL_OVERRIDES", "default_agents",
            "suite_tasks", "prepare_suite"]
 
 SUITES = ("embedded",)
@@ -85,9 +85,10 @@ def default_agents(quick: bool, folder: str | Path = "agents") -> list[Path]:
     return files
 
 
-def _env_preset(task: Task, proxy: Path) -> dict[str, Any]:
+def task_env_preset(task: Task, reward: str | Path) -> dict[str, Any]:
+    """The env preset of ``task`` trained on ``reward`` (a reward-model directory) and reporting its gold."""
     return {"task": task.name, "model": task.model, "prompts": task.train_prompts, "eval_prompts": task.eval_prompts,
-            "reward": str(proxy), "gold": "gold", "beta": 0.05, "kl_estimator": "k1",
+            "reward": str(reward), "gold": "gold", "beta": 0.05, "kl_estimator": "k1",
             "max_new_tokens": task.max_new_tokens, "num_envs": 16}
 
 
@@ -102,16 +103,8 @@ def prepare_suite(suite: str, out: str | Path, agents: Sequence[str | Path] | No
     budget = [*(QUICK_OVERRIDES if quick else FULL_OVERRIDES), *overrides]  # the user's --set wins
     for agent_file in agent_files:  # every task x agent, before any proxy is trained
         for t in task_list:
-            agent = read_yaml_mapping(agent_file)
-            run = agent.pop("run", None) or {}
-            if not isinstance(run, dict):
-                raise ConfigError(f"{agent_file}: run must be a mapping of key: value, got {run!r}")
-            sections = {"env": {**_env_preset(t, Path("gold")), "reward": "gold"}, "agent": agent, "run": run}
-            for section, name, value in parse_overrides([*budget, "run.seed=0"]):
-                _apply(sections[section], name, value)
-            resolve(sections["env"], sections["agent"], sections["run"],
-                    {"env": f"suite preset {t.name} (with --set)", "agent": f"{agent_file} (with --set)",
-                     "run": f"{agent_file} (with --set)"})
+            preset_config({**task_env_preset(t, Path("gold")), "reward": "gold"}, read_yaml_mapping(agent_file),
+                          [*budget, "run.seed=0"], f"suite preset {t.name}", str(agent_file))
     root = check_output(out)
     norms: dict[str, dict[str, Any]] = {}
     presets = []
@@ -124,7 +117,7 @@ def prepare_suite(suite: str, out: str | Path, agents: Sequence[str | Path] | No
         preset = root / "presets" / f"{t.name}.yaml"
         preset.parent.mkdir(parents=True, exist_ok=True)
         header = f"# {t.name} against its proxy reward model (written by rlhf-gym bench --suite {suite})\n"
-        write_text_atomic(preset, header + yaml.safe_dump(_env_preset(t, proxy_dir), sort_keys=False))
+        write_text_atomic(preset, header + yaml.safe_dump(task_env_preset(t, proxy_dir), sort_keys=False))
         presets.append(str(preset))
     runs = []
     for t, preset in zip(task_list, presets):

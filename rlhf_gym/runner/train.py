@@ -52,8 +52,8 @@ from rlhf_gym.runner import quiet_hf_progress
 from rlhf_gym.runner.build import (
     check_prompts_fit,
     env_prompts,
+    initial_agent,
     load_agent,
-    make_agent,
     make_env,
     make_gold,
     seed_everything,
@@ -190,8 +190,8 @@ def train(cfg: ResolvedConfig, out: str | Path, *, resume: bool = False, wandb_m
                 read_jsonl(out / name)  # unreadable logs fail now, before anything in the run is rewritten
             console.print(f"resuming {out} from {last.name}: {state['step']} tokens, {state['updates']} updates")
     else:
-        agent = make_agent(cfg, env)
-        state = {"step": 0, "updates": 0, "wall_time": 0.0, "initial_eval": None}
+        agent = initial_agent(cfg, env)
+        state = {"step": agent.num_timesteps, "updates": 0, "wall_time": 0.0, "initial_eval": None}
     prior_wall = float(state["wall_time"])
     barrier()  # every rank has read the run directory before rank 0 writes to it
     tracker = _open_run(out, cfg, wandb_mode, state["step"] if last else None, console) if main else _NullTracker()
@@ -216,8 +216,8 @@ def _train_loop(cfg: ResolvedConfig, out: Path, agent: Any, env: Any, eval_promp
     if last is None and main:
         initial = evaluate_policy(agent, env, eval_prompts, gold, cfg)
         state["initial_eval"] = {k: initial[k] for k in RESULT_KEYS if k in initial}
-        tracker.log({"step": 0, **_eval_row(initial)})
-        tracker.log_samples(0, _eval_samples(initial, run.samples_per_update), kind="eval")
+        tracker.log({"step": agent.num_timesteps, **_eval_row(initial)})  # 0 unless run.init_agent continues one
+        tracker.log_samples(agent.num_timesteps, _eval_samples(initial, run.samples_per_update), kind="eval")
         result = initial
     bar = progress_bar(console, progress and main)
     task = bar.add_task(f"{cfg.agent.algo} on {cfg.env.task}", total=run.total_timesteps,
