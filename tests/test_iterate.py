@@ -55,7 +55,7 @@ def test_iterate_samples_the_current_policy_and_continues_ppo(tmp_path, capsys) 
     log = capsys.readouterr().out
     assert "round 0: done" in log and log.strip().splitlines()[-1].startswith("RESULT rounds=2 gold_reward=")
     r0, r1 = (json.loads((out / f"round-{r}" / "round.json").read_text()) for r in (0, 1))
-    assert (r0["labels"], r1["labels"]) == (32, 64) and r1["tokens"] > r0["tokens"]
+    assert (r0["labels"], r1["labels"]) == (32, 64) and r1["tokens"] - r0["tokens"] >= 200  # a full round of PPO more
     config = (out / "round-1" / "ppo" / "config.yaml").read_text()
     assert f"init_agent: {out / 'round-0' / 'ppo'}" in config and "reward: " + str(out / "round-1" / "rm") in \
         (out / "round-1" / "env.yaml").read_text()
@@ -89,3 +89,15 @@ def test_iterate_refuses_an_experiment_with_other_settings(tmp_path, capsys) -> 
     (out / "iterate.json").write_text(json.dumps({"task": "sentiment", "labels_per_round": 7}))
     assert main(["iterate", "--task", "sentiment", "--agent", PPO, "--out", str(out)]) == 2
     assert "other settings (labels_per_round" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags,message", [(["--rounds", "1"], "--rounds=1 is invalid"),
+                                           (["--seeds", "0", "0"], "--seeds=[0, 0] is invalid")])
+def test_the_comparison_script_refuses_bad_flags_in_one_line(tmp_path, flags, message) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "iterated_rlhf.py"), *flags, "--out", str(tmp_path / "x")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.startswith(f"error: {message}") and len(done.stderr.splitlines()) == 1
+    assert not (tmp_path / "x").exists()

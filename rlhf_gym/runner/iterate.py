@@ -125,7 +125,8 @@ def _ppo(cfg: IterateConfig, r: int, round_dir: Path, previous: Path | None, wan
     env_file = round_dir / "env.yaml"
     if not env_file.is_file():
         write_text_atomic(env_file, yaml.safe_dump(task_env_preset(task, round_dir / "rm"), sort_keys=False))
-    own = [f"run.total_timesteps={(r + 1) * cfg.timesteps_per_round}", f"run.seed={_round_seed(cfg, r)}",
+    before = read_result(previous / "ppo")["steps"] if previous else 0  # a rollout may overshoot its budget
+    own = [f"run.total_timesteps={before + cfg.timesteps_per_round}", f"run.seed={_round_seed(cfg, r)}",
            "run.checkpoint_every=0", *([f"run.init_agent={previous / 'ppo'}"] if previous else [])]
     resume = (run_dir / CONFIG_FILE).is_file()
     run_cfg = prepare_run(run_dir, None if resume else str(env_file), None if resume else cfg.agent,
@@ -157,11 +158,12 @@ def iterate(cfg: IterateConfig, out: str | Path, *, say: Callable[[str], None] =
         if not (round_dir / "rm" / "reward_stats.json").is_file():
             say(f"round {r}: reward model on {(r + 1) * cfg.labels_per_round} comparisons")
             _train_rm(cfg, r, label_files, round_dir / "rm")
-        say(f"round {r}: PPO to {(r + 1) * cfg.timesteps_per_round} tokens")
+        say(f"round {r}: PPO for {cfg.timesteps_per_round} more tokens")
         result = _ppo(cfg, r, round_dir, previous, wandb_mode)
         summary = {"round": r, "labels": (r + 1) * cfg.labels_per_round, "tokens": result["steps"],
                    **{k: result["eval"][k] for k in ("gold_reward", "rm_reward", "kl", "perplexity", "distinct_2")
                       if k in result["eval"]},
+                   **{f"start_{k}": v for k, v in (result.get("initial_eval") or {}).items()},  # the round's policy before PPO
                    "rm_val_accuracy": _rm_accuracy(round_dir / "rm")}
         write_text_atomic(round_dir / ROUND_FILE, json.dumps(summary, indent=2))
         summaries.append(summary)
