@@ -101,3 +101,12 @@ def test_the_comparison_script_refuses_bad_flags_in_one_line(tmp_path, flags, me
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stderr.startswith(f"error: {message}") and len(done.stderr.splitlines()) == 1
     assert not (tmp_path / "x").exists()
+
+
+def test_iterate_names_a_torn_settings_file(tmp_path, capsys) -> None:
+    out = tmp_path / "it"
+    out.mkdir()
+    (out / "iterate.json").write_text('{"task": "sent')
+    assert main(["iterate", "--task", "sentiment", "--agent", PPO, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "iterate settings" in err[0] and "iterate.json" in err[0]

@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 
 from rlhf_gym.core.checks import check_fields
+from rlhf_gym.core.jsonio import read_json
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.io import check_output, write_text_atomic
 from rlhf_gym.runner.config import preset_config, read_yaml_mapping
@@ -144,7 +145,7 @@ def iterate(cfg: IterateConfig, out: str | Path, *, say: Callable[[str], None] =
     for r in range(cfg.rounds):
         round_dir = out / f"round-{r}"
         if (round_dir / ROUND_FILE).is_file():
-            summaries.append(json.loads((round_dir / ROUND_FILE).read_text()))
+            summaries.append(read_json(round_dir / ROUND_FILE, "iterate round summary", ConfigError))
             say(f"round {r}: done (gold {summaries[-1]['gold_reward']:.3f})")
             continue
         round_dir.mkdir(parents=True, exist_ok=True)
@@ -172,7 +173,7 @@ def iterate(cfg: IterateConfig, out: str | Path, *, say: Callable[[str], None] =
 
 
 def _rm_accuracy(rm_dir: Path) -> float:
-    stats = json.loads((rm_dir / "reward_stats.json").read_text())
+    stats = read_json(rm_dir / "reward_stats.json", "reward-model stats", ConfigError)
     return float(stats.get("metrics", stats).get("rm/val_accuracy", float("nan")))
 
 
@@ -181,7 +182,7 @@ def _check_plan(cfg: IterateConfig, out: Path) -> None:
     plan_file = out / "iterate.json"
     saved = {**asdict(cfg), "overrides": list(cfg.overrides)}
     if plan_file.is_file():
-        before = json.loads(plan_file.read_text())
+        before = read_json(plan_file, "iterate settings", ConfigError)
         changed = [k for k in saved if k != "rounds" and before.get(k) != saved[k]]
         if changed:
             raise ConfigError(f"{out} holds an iterate run with other settings ({', '.join(changed)}: "
