@@ -25,12 +25,11 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from rlhf_gym.rewards.agreement import fresh_texts, gold_agreement
 from rlhf_gym.rewards.annotators import (
     CandidateGenerator,
     Simulation,
     SimulationConfig,
-    fresh_texts,
-    gold_agreement,
     parse_annotators,
     simulate_preferences,
 )

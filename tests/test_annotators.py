@@ -11,16 +11,14 @@ import pytest
 from rlhf_gym.core.world import EMBEDDED_MODEL_DIR
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.rewards import annotators
+from rlhf_gym.rewards.agreement import fresh_texts, gold_agreement, spearman
 from rlhf_gym.rewards.annotators import (
     Annotator,
     Candidate,
     CandidateGenerator,
     SimulationConfig,
-    fresh_texts,
-    gold_agreement,
     parse_annotators,
     simulate_preferences,
-    spearman,
     write_records,
 )
 from rlhf_gym.rewards.base import CallableReward

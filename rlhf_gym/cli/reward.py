@@ -314,7 +314,8 @@ def _register_eval(commands: argparse._SubParsersAction) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from rlhf_gym.rewards.annotators import CandidateGenerator, fresh_texts, gold_agreement
+    from rlhf_gym.rewards.agreement import fresh_texts, gold_agreement
+    from rlhf_gym.rewards.annotators import CandidateGenerator
     from rlhf_gym.rewards.learned import LearnedReward
     from rlhf_gym.rewards.preferences import load_preferences
     from rlhf_gym.rewards.rm_train import evaluate_reward_model

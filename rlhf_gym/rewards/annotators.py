@@ -17,8 +17,8 @@ Plackett–Luce model with the same scores (sort by ``gold / T`` plus Gumbel noi
 
 Records come in the three formats :mod:`rlhf_gym.rewards.preferences` reads and are validated by its
 ``parse_record``, so what :func:`write_records` writes loads back; the extra fields (``annotator``, gold
-scores) are ignored by the loader. Everything is deterministic for a seed. :func:`gold_agreement` measures
-how well any reward function ranks fresh continuations (:func:`fresh_texts`) the way the gold judge does.
+scores) are ignored by the loader. Everything is deterministic for a seed. :mod:`rlhf_gym.rewards.agreement`
+measures how well any reward function ranks fresh continuations the way the gold judge does.
 """
 
 from __future__ import annotations
@@ -41,10 +41,10 @@ import numpy as np
 import torch
 
 from rlhf_gym.core.checks import check_fields, check_int, device_name, is_blank, resolve_device
-from rlhf_gym.core.data import DEFAULT_EVAL_PROMPTS, DEFAULT_TRAIN_PROMPTS
+from rlhf_gym.core.data import DEFAULT_TRAIN_PROMPTS
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.io import write_text_atomic
-from rlhf_gym.rewards.base import RewardFunction, as_reward_function, checked_scores
+from rlhf_gym.rewards.base import RewardFunction, as_reward_function
 from rlhf_gym.rewards.preferences import PreferencePair, parse_record
 
 FORMATS = ("pairs", "candidates", "rankings")
@@ -290,7 +290,7 @@ def simulate_preferences(
     per_prompt = 1 if cfg.format == "rankings" else cfg.pairs_per_prompt
     records: list[dict[str, Any]] = []
     used, generated = 0, 0
-    with _progress_bar(progress, "generating and labelling candidates") as bar:
+    with progress_bar(progress, "generating and labelling candidates") as bar:
         while len(records) < cfg.n_comparisons:
             need = math.ceil((cfg.n_comparisons - len(records)) / per_prompt * 1.05)
             prompts = load_prompts(cfg.prompts, n=used + need)[used:]
@@ -368,74 +368,8 @@ def _stats(records: list[dict[str, Any]], cfg: SimulationConfig) -> dict[str, fl
             **{f"sim/gold_agreement/{name}": float(np.mean(xs)) if xs else math.nan for name, xs in agree.items()}}
 
 
-def spearman(x: Sequence[float], y: Sequence[float]) -> float:
-    """Spearman rank correlation with average ranks for ties (NaN when either side is constant).
-
-    >>> round(spearman([1, 2, 3, 4], [10, 20, 20, 40]), 4)
-    0.9487
-    """
-    rx, ry = _average_ranks(np.asarray(x, dtype=float)), _average_ranks(np.asarray(y, dtype=float))
-    if len(rx) < 2 or rx.std() == 0 or ry.std() == 0:
-        return math.nan
-    return float(np.corrcoef(rx, ry)[0, 1])
-
-
-def _average_ranks(x: np.ndarray) -> np.ndarray:
-    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
-    return (np.cumsum(counts) - (counts - 1) / 2)[inverse]
-
-
-def fresh_texts(
-    n_texts: int = 512,
-    *,
-    prompts: Any = DEFAULT_EVAL_PROMPTS,
-    generator: CandidateGenerator | None = None,
-    per_prompt: int = 4,
-    temperatures: Sequence[float] = (0.7, 1.0, 1.4),
-    seed: int = 1234,
-    progress: bool = True,
-    gold: Any = None,
-) -> list[tuple[str, list[Candidate]]]:
-    """About ``n_texts`` fresh continuations of held-out prompts, ``per_prompt`` each: ``(prompt, candidates)``.
-
-    ``prompts`` and ``gold`` (see :func:`resolve_gold`) are the task's; a given ``generator`` brings its own gold."""
-    from rlhf_gym.core.data import load_prompts
-
-    gen = generator or CandidateGenerator(seed=seed, gold=gold)
-    prompt_list = load_prompts(prompts, n=math.ceil(n_texts / per_prompt))
-    with _progress_bar(progress, "sampling fresh texts", total=len(prompt_list) * per_prompt) as bar:
-        candidates = gen.candidates(prompt_list, temperatures, per_prompt, bar)
-    return list(zip(prompt_list, candidates, strict=True))
-
-
-def gold_agreement(
-    reward: RewardFunction, groups: Sequence[tuple[str, Sequence[Candidate]]]
-) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    """How well ``reward`` agrees with the gold judge on scored texts (from :func:`fresh_texts`).
-
-    Returns ``(metrics, samples)``: ``gold/spearman`` (rank correlation over all texts), ``gold/pair_accuracy``
-    (share of same-prompt pairs with different gold scores that ``reward`` orders as gold does; equal rewards
-    count half), ``gold/n_texts`` and ``gold/n_pairs``; ``samples`` holds ``{prompt, completion, reward,
-    gold}`` per text.
-    """
-    rows = [(prompt, c) for prompt, cands in groups for c in cands]
-    rewards = checked_scores(reward, [p for p, _ in rows], [c.text for _, c in rows]).tolist()
-    golds = [c.gold for _, c in rows]
-    correct, start = [], 0
-    for _, cands in groups:  # pairs within each prompt's texts
-        members, start = range(start, start + len(cands)), start + len(cands)
-        correct += [0.5 if rewards[a] == rewards[b] else float((rewards[a] > rewards[b]) == (golds[a] > golds[b]))
-                    for a, b in combinations(members, 2) if golds[a] != golds[b]]
-    metrics = {"gold/spearman": spearman(rewards, golds),
-               "gold/pair_accuracy": float(np.mean(correct)) if correct else math.nan,
-               "gold/n_texts": len(rows), "gold/n_pairs": len(correct)}
-    samples = [{"prompt": p, "completion": c.text, "reward": r, "gold": c.gold}
-               for (p, c), r in zip(rows, rewards, strict=True)]
-    return metrics, samples
-
-
 @contextmanager
-def _progress_bar(enabled: bool, description: str, total: int | None = None) -> Iterator[Progress]:
+def progress_bar(enabled: bool, description: str, total: int | None = None) -> Iterator[Progress]:
     """A transient rich progress bar; yields ``update(advance, total=None)`` (a no-op when disabled)."""
     if not enabled:
         yield lambda advance, total=None: None
