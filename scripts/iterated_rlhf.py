@@ -11,7 +11,7 @@ For each seed, ``rlhf-gym iterate`` runs twice (:mod:`rlhf_gym.runner.iterate`):
   samples and ``rounds × timesteps-per-round`` PPO tokens.
 
 Both read the task's gold only to report it. Prints the final held-out gold, proxy, KL and distinct-2 of each
-arm (mean ± sd over seeds) and writes ``OUT/iterated.png`` (gold and proxy per round) and ``OUT/results.json``.
+arm (mean ± sd over seeds) and writes ``OUT/iterated.png`` (every held-out evaluation of both arms) and ``OUT/results.json``.
 Resumable: rerun the same command (or several at once on disjoint ``--seeds``). The last line is
 ``RESULT iterated_gold=<mean> oneshot_gold=<mean> gold_gain=<iterated − one-shot> iterated_sd=<sd> oneshot_sd=<sd>``.
 """
@@ -71,21 +71,25 @@ def mean_sd(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def plot(results: dict[str, dict[int, list[dict[str, Any]]]], path: Path) -> Path:
+def plot(out: Path, results: dict[str, dict[int, list[dict[str, Any]]]], path: Path) -> Path:
+    """Every held-out evaluation of every round's PPO run: gold and proxy against PPO tokens."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from rlhf_gym.runner.tracking import read_jsonl
+
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for (arm, seeds), colour in zip(results.items(), ("tab:blue", "tab:orange")):
-        for i, rounds in enumerate(seeds.values()):
-            tokens = [0] + [r["tokens"] for r in rounds]
-            for ax, key in zip(axes, ("gold_reward", "rm_reward")):
-                start = rounds[0].get(f"start_{key}", float("nan"))
-                ax.plot(tokens, [start] + [r[key] for r in rounds], "o-", color=colour, alpha=0.7,
+        for i, (seed, rounds) in enumerate(seeds.items()):
+            rows = [row for r in range(len(rounds)) for row in
+                    read_jsonl(out / arm.replace("-", "") / f"seed-{seed}" / f"round-{r}" / "ppo" / "metrics.jsonl")
+                    if "eval/gold_reward" in row]
+            for ax, key in zip(axes, ("eval/gold_reward", "eval/rm_reward")):
+                ax.plot([row["step"] for row in rows], [row[key] for row in rows], ".-", color=colour, alpha=0.7,
                         label=arm if i == 0 else None)
-    for ax, title in zip(axes, ("gold (the task's judge) ↑", "proxy (that arm's last reward model) ↑")):
+    for ax, title in zip(axes, ("gold (the task's judge) ↑", "proxy (the round's reward model) ↑")):
         ax.set(xlabel="PPO tokens", title=title)
         ax.grid(alpha=0.3)
     axes[0].legend()
@@ -114,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {arm} | " + " | ".join("{:.3f} ± {:.3f}".format(*mean_sd(summary[arm][k])) for k in KEYS) + " |")
     write_text_atomic(args.out / "results.json", json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
                                                              "rounds": results, "final": summary}, indent=2))
-    print(f"\nfigure: {plot(results, args.out / 'iterated.png')}")
+    print(f"\nfigure: {plot(args.out, results, args.out / 'iterated.png')}")
     (it, it_sd), (one, one_sd) = mean_sd(summary["iterated"]["gold_reward"]), mean_sd(summary["one-shot"]["gold_reward"])
     print(f"RESULT iterated_gold={it:.4f} oneshot_gold={one:.4f} gold_gain={it - one:.4f} iterated_sd={it_sd:.4f} "
           f"oneshot_sd={one_sd:.4f}")
