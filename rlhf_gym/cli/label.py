@@ -7,6 +7,7 @@ code 2, before anything is written or served.
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import textwrap
 
@@ -148,6 +149,8 @@ def run_serve(args: argparse.Namespace) -> int:
         raise ConfigError("--select uncertainty needs --reward-models DIR... (two or more disagree usefully)")
     _check_port(args.host, args.port)
     items = read_items(args.pairs) if args.pairs else []
+    if not items and not os.path.isfile(args.db):
+        raise ConfigError(f"--db {args.db} does not exist yet; give --pairs FILE with the rows to label")
     for task in sorted({it.task for it in items if it.task}):
         try:
             get_task(task)
