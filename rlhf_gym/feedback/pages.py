@@ -33,7 +33,7 @@ pre{white-space:pre-wrap;word-wrap:break-word;font:inherit;margin:0}
 .choices{margin:1rem 0;display:flex;gap:.6rem;flex-wrap:wrap}
 button{font-size:1rem;padding:.5rem 1rem;cursor:pointer}
 kbd{border:1px solid #999;border-radius:3px;padding:0 .3rem;font-size:.8rem;background:#fafafa}
-textarea{width:100%;min-height:4rem;font:inherit}
+textarea{width:100%;box-sizing:border-box;min-height:4rem;font:inherit}
 .progress{color:#555} .error{color:#b00020;font-weight:600}
 table{border-collapse:collapse} td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:left;vertical-align:top}
 </style></head><body>
