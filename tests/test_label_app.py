@@ -275,3 +275,17 @@ def test_serve_refuses_bad_input_before_serving(tmp_path, capsys):
     LabelStore(db)
     assert main(["label", "serve", "--db", str(db)]) == 2
     assert "holds no items" in capsys.readouterr().err
+
+
+def test_sample_writes_pairs_that_serve_reads(tmp_path, capsys):
+    out = tmp_path / "pairs.jsonl"
+    assert main(["label", "sample", "--policy", "start", "--task", "sentiment", "--n", "3", "--out", str(out)]) == 0
+    items = read_items(out)
+    assert 1 <= len(items) <= 3 and all(it.task == "sentiment" and it.kind == "pair" for it in items)
+    assert main(["label", "sample", "--policy", "start", "--policy", "b=start", "--task", "sentiment", "--n", "2",
+                 "--out", str(out)]) == 0
+    assert all(set(it.meta) == {"policy1", "policy2"} for it in read_items(out))
+    bad = tmp_path / "bad.jsonl"
+    assert main(["label", "sample", "--policy", str(tmp_path / "nowhere"), "--task", "sentiment",
+                 "--out", str(bad)]) == 2
+    assert "error: --policy " in capsys.readouterr().err and not bad.exists()

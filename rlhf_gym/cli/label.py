@@ -27,6 +27,12 @@ pairs.jsonl rows: {"prompt": ..., "candidate1": ..., "candidate2": ...} or {"pro
 "meta": {...} (kept, never shown). Annotators open http://HOST:PORT/?token=TOKEN or log in with the token.
 """
 
+SAMPLE_EPILOG = """\
+examples:
+  rlhf-gym label sample --policy start --task sentiment --n 200 --out pairs.jsonl
+  rlhf-gym label sample --policy start --policy ppo=runs/ppo --task sentiment --n 100 --out pairs.jsonl
+"""
+
 EXPORT_EPILOG = """\
 examples:
   rlhf-gym label export --db labels.sqlite --format chosen_rejected --out prefs.jsonl
@@ -94,6 +100,22 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="keep 'both bad' answers, written as ties (default: drop)")
     exp.add_argument("--annotator", metavar="NAME", help="only this annotator's labels")
     exp.set_defaults(func=run_export)
+
+    sm = commands.add_parser("sample", help="sample pairs for labelling from one or more policies on a task's prompts",
+                             formatter_class=argparse.RawDescriptionHelpFormatter, epilog=SAMPLE_EPILOG,
+                             description=textwrap.fill(
+                                 "Writes a pairs file for `label serve`: with one --policy, two continuations of "
+                                 "each prompt by it (temperature 1); with several, one continuation by each, every "
+                                 "two policies paired on every prompt (sides in random order, policy names kept "
+                                 "under meta). Rows name the task, so `label stats` can report gold agreement.", 100))
+    sm.add_argument("--policy", action="append", required=True, metavar="[NAME=]POLICY",
+                    help="'start' (the task's model), a run directory, an agent checkpoint or a model directory; "
+                         "repeat for several")
+    sm.add_argument("--task", required=True, metavar="NAME", help="registered task whose training prompts are used")
+    sm.add_argument("--n", type=int, default=64, metavar="N", help="prompts to sample (default 64)")
+    sm.add_argument("--out", required=True, metavar="FILE", help="JSONL pairs file (replaced atomically)")
+    sm.add_argument("--seed", type=int, default=0)
+    sm.set_defaults(func=run_sample)
 
     st = commands.add_parser("stats", help="per-annotator counts and time, Krippendorff's alpha, Cohen's kappa, "
                              "gold agreement", description="Agreement over the labels in --db; gold agreement for "
@@ -172,6 +194,47 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"no annotators yet: rlhf-gym label annotators add NAME --db {args.db}")
     print(f"serving on http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    import json
+
+    from rlhf_gym.cli.arena import resolve_policy
+    from rlhf_gym.core.data import load_prompts
+    from rlhf_gym.feedback.arena import battles_to_pairs, sample_battles
+    from rlhf_gym.io import check_output, write_text_atomic
+    from rlhf_gym.rewards.annotators import CandidateGenerator
+    from rlhf_gym.tasks import get_task
+
+    if args.n < 1:
+        raise ConfigError(f"--n {args.n}: must be at least 1")
+    out = check_output(args.out, "file")
+    task = get_task(args.task)
+    policies: dict[str, str] = {}
+    for spec in args.policy:
+        try:
+            name, model = resolve_policy(spec, task)
+        except ConfigError as e:
+            raise ConfigError(str(e).replace("--policies", "--policy", 1)) from None
+        if name in policies:
+            raise ConfigError(f"--policy: two policies are named {name!r}; name them with NAME=POLICY")
+        policies[name] = model
+    prompts = load_prompts(task.train_prompts, n=args.n)
+    if len(policies) == 1:
+        [(name, model)] = policies.items()
+        gen = CandidateGenerator(model, max_new_tokens=task.max_new_tokens, seed=args.seed, gold=task.make_gold)
+        first, second = gen.continuations(prompts, temperature=1.0), gen.continuations(prompts, temperature=1.0)
+        rows = [{"prompt": p, "candidate1": a, "candidate2": b, "task": task.name, "meta": {"policy": name}}
+                for p, a, b in zip(prompts, first, second) if a != b]  # the same text twice is nothing to compare
+    else:
+        battles, _ = sample_battles(policies, prompts, max_new_tokens=task.max_new_tokens, seed=args.seed)
+        rows = [r for r in battles_to_pairs(battles, task.name) if r["candidate1"] != r["candidate2"]]
+    if not rows:
+        raise ConfigError(f"every sampled pair had two identical texts; nothing written to {out}")
+    write_text_atomic(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    print(f"{len(rows)} pairs ({len(prompts)} prompts of {task.name}) -> {out}")
+    print(f"label them: rlhf-gym label serve --pairs {out} --db LABELS.sqlite")
     return 0
 
 
