@@ -289,3 +289,28 @@ def test_sample_writes_pairs_that_serve_reads(tmp_path, capsys):
     assert main(["label", "sample", "--policy", str(tmp_path / "nowhere"), "--task", "sentiment",
                  "--out", str(bad)]) == 2
     assert "error: --policy " in capsys.readouterr().err and not bad.exists()
+
+
+class _FakeRM:
+    def __init__(self, sign: float):
+        self.sign = sign
+
+    def score(self, prompts, completions):
+        return [self.sign * len(c) for c in completions]
+
+
+def test_item_scores_feed_uncertainty_selection(store):
+    from rlhf_gym.cli.label import item_scores
+
+    scores = item_scores(store, [_FakeRM(1.0), _FakeRM(-1.0)])
+    assert scores[2] == [[8.0, 16.0], [-8.0, -16.0]] and len(scores[3][0]) == 3
+    ids = [s.id for s in store.items()]
+    assert select_next(ids, {}, set(), overlap=1, scores=scores, mode="uncertainty") == 1  # the widest length gap
+
+
+def test_serve_refuses_a_bad_reward_model_before_writing(tmp_path, capsys):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"prompt": "a", "candidate1": "x", "candidate2": "y"}\n')
+    db = tmp_path / "l.sqlite"
+    assert main(["label", "serve", "--pairs", str(pairs), "--db", str(db), "--reward-models", str(tmp_path)]) == 2
+    assert "error: " in capsys.readouterr().err and not db.exists()

@@ -142,16 +142,14 @@ def _check_port(host: str, port: int) -> None:
         raise ConfigError(f"--host {host} --port {port}: cannot listen there ({e.strerror or e})") from None
 
 
-def item_scores(store, reward_dirs: list[str]) -> dict[int, list[list[float]]]:
-    """Item id -> per reward model, per candidate scores."""
-    from rlhf_gym.rewards.learned import LearnedReward
-
+def item_scores(store, models: list) -> dict[int, list[list[float]]]:
+    """Item id -> per reward model (anything with ``score(prompts, completions)``), per candidate scores."""
     items = store.items()
     prompts = [s.item.prompt for s in items for _ in s.item.candidates]
     texts = [c for s in items for c in s.item.candidates]
     out: dict[int, list[list[float]]] = {s.id: [] for s in items}
-    for path in reward_dirs:
-        values = [float(v) for v in LearnedReward(path).score(prompts, texts)]
+    for model in models:
+        values = [float(v) for v in model.score(prompts, texts)]
         at = 0
         for s in items:
             k = len(s.item.candidates)
@@ -178,12 +176,17 @@ def run_serve(args: argparse.Namespace) -> int:
             get_task(task)
         except ConfigError as e:
             raise ConfigError(f"--pairs {args.pairs}: field 'task': {e}") from None
+    models = []
+    if args.reward_models:
+        from rlhf_gym.rewards.learned import LearnedReward
+
+        models = [LearnedReward(path) for path in args.reward_models]  # a bad directory fails before any write
     store = _store(args.db, create=True)
     added = store.add_items(items)
     total = len(store.items())
     if not total:
         raise ConfigError(f"--db {args.db} holds no items to label; give --pairs FILE")
-    scores = item_scores(store, args.reward_models) if args.reward_models else None
+    scores = item_scores(store, models) if models else None
     import uvicorn
 
     from rlhf_gym.feedback.app import create_app
