@@ -314,3 +314,12 @@ def test_serve_refuses_a_bad_reward_model_before_writing(tmp_path, capsys):
     db = tmp_path / "l.sqlite"
     assert main(["label", "serve", "--pairs", str(pairs), "--db", str(db), "--reward-models", str(tmp_path)]) == 2
     assert "error: " in capsys.readouterr().err and not db.exists()
+
+
+@pytest.mark.parametrize("command", [[], ["serve"], ["annotators"], ["export"], ["stats"], ["sample"]])
+def test_every_label_command_help_has_examples(command, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["label", *command, "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "example" in out and f"rlhf-gym label {command[0] if command else ''}" in out

@@ -16,6 +16,15 @@ from rich.table import Table
 
 from rlhf_gym.errors import ConfigError
 
+LABEL_EPILOG = """\
+examples (docs/feedback.md):
+  rlhf-gym label sample --policy start --task sentiment --n 200 --out pairs.jsonl
+  rlhf-gym label annotators add alice --db labels.sqlite
+  rlhf-gym label serve --pairs pairs.jsonl --db labels.sqlite
+  rlhf-gym label export --db labels.sqlite --format chosen_rejected --out prefs.jsonl
+  rlhf-gym label stats --db labels.sqlite
+"""
+
 SERVE_EPILOG = """\
 examples:
   rlhf-gym label annotators add alice --db labels.sqlite     # prints alice's token
@@ -46,6 +55,7 @@ the trainer then pushes the two rewards together. The ranking format cannot hold
 
 def register(sub: argparse._SubParsersAction) -> None:
     label = sub.add_parser("label", help="a web app where people compare or rank continuations; export and agreement",
+                           formatter_class=argparse.RawDescriptionHelpFormatter, epilog=LABEL_EPILOG,
                            description="Human labels: serve (the web app), annotators (tokens), export (preference "
                            "files `reward train` reads), stats (agreement). Each has its own --help.")
     commands = label.add_subparsers(dest="label_command", metavar="SUBCOMMAND", required=True)
@@ -71,6 +81,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_serve)
 
     ann = commands.add_parser("annotators", help="create annotators (tokens) or list them",
+                              formatter_class=argparse.RawDescriptionHelpFormatter,
+                              epilog="examples:\n  rlhf-gym label annotators add alice --db labels.sqlite   # prints the token"
+                                     "\n  rlhf-gym label annotators list --db labels.sqlite\n",
                               description="add NAME prints the new annotator's token once (only a digest is "
                               "stored); list shows names and label counts.")
     ann_sub = ann.add_subparsers(dest="annotators_command", metavar="ACTION", required=True)
@@ -117,7 +130,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     sm.add_argument("--seed", type=int, default=0)
     sm.set_defaults(func=run_sample)
 
-    st = commands.add_parser("stats", help="per-annotator counts and time, Krippendorff's alpha, Cohen's kappa, "
+    st = commands.add_parser("stats", formatter_class=argparse.RawDescriptionHelpFormatter,
+                             epilog="examples:\n  rlhf-gym label stats --db labels.sqlite\n"
+                                    "  rlhf-gym label stats --db labels.sqlite --no-gold   # without the gold judges\n",
+                             help="per-annotator counts and time, Krippendorff's alpha, Cohen's kappa, "
                              "gold agreement", description="Agreement over the labels in --db; gold agreement for "
                              "items whose row named a task (its gold judge scores both sides).")
     st.add_argument("--db", required=True, metavar="FILE")
