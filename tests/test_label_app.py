@@ -88,8 +88,8 @@ def test_login_form_and_query_token_set_a_cookie(store):
     assert "httponly" in response.headers["set-cookie"].lower()
     assert client.get("/").status_code == 200
     fresh = TestClient(create_app(store), follow_redirects=False)
-    response = fresh.get(f"/guidelines?token={token}")
-    assert response.status_code == 303 and response.headers["location"].endswith("/guidelines")  # token gone
+    response = fresh.get(f"/guidelines?token={token}&x=1", headers={"host": "evil.example"})
+    assert response.status_code == 303 and response.headers["location"] == "/guidelines?x=1"  # token gone, same host
     assert fresh.get("/guidelines").status_code == 200
 
 

@@ -211,6 +211,9 @@ def run_serve(args: argparse.Namespace) -> int:
     print(f"{total} items ({added} new), {len(store.annotators())} annotators, selection {mode}, overlap {args.overlap}")
     if not store.annotators():
         print(f"no annotators yet: rlhf-gym label annotators add NAME --db {args.db}")
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: --host {args.host} accepts connections from other machines, over plain HTTP (tokens "
+              "travel in cookies): use a trusted network or a TLS proxy")
     print(f"serving on http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

@@ -77,7 +77,8 @@ def create_app(store: LabelStore, *, overlap: int = 1, mode: str = "random",
             if annotator is None:
                 return _page("login", 401, title="Log in", error="That token is not valid.")
             if request.method == "GET":  # drop the token from the address bar (and from history)
-                response: Response = RedirectResponse(request.url.remove_query_params("token"), status_code=303)
+                url = request.url.remove_query_params("token")  # relative: never to another host
+                response: Response = RedirectResponse(url.path + (f"?{url.query}" if url.query else ""), status_code=303)
                 _set_cookie(response, query_token)
                 return response
             return annotator

@@ -1,7 +1,7 @@
 """The items people label: rows of a pairs file, validated with line-numbered errors.
 
 A row is ``{"prompt", "candidate1", "candidate2"}`` (a comparison) or ``{"prompt", "candidates": [...]}``
-(a ranking of 2 to 10 texts), with optional ``"task"`` (a registered task whose gold judge
+(a ranking of 2 to 9 texts), with optional ``"task"`` (a registered task whose gold judge
 ``rlhf-gym label stats`` compares annotators with) and ``"meta"`` (any JSON object, kept and never shown:
 the arena's battles carry their policies' names there).
 
@@ -28,7 +28,7 @@ from rlhf_gym.errors import DataError
 
 __all__ = ["Item", "parse_item", "read_items", "MAX_CANDIDATES"]
 
-MAX_CANDIDATES = 10
+MAX_CANDIDATES = 9  # each has a number key in the ranking page
 _SHAPE = "a row is {prompt, candidate1, candidate2} or {prompt, candidates: [...]}"
 _FIELDS = {"prompt", "candidate1", "candidate2", "candidates", "task", "meta"}
 
