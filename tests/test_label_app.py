@@ -323,3 +323,19 @@ def test_every_label_command_help_has_examples(command, capsys):
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert "example" in out and f"rlhf-gym label {command[0] if command else ''}" in out
+
+
+def test_edited_answers_export_as_preferred_pairs(store):
+    client, _ = client_for(store, "alice")
+    label(client, 2, choice="both_bad", edited="warm and\r\ntasty.")  # typed without the leading space
+    label(client, 3, ranking="1,2,3", edited=" one")  # the same text as a candidate gives no pair with it
+    assert [lab.edited for lab in store.labels()] == ["warm and\ntasty.", " one"]
+    assert len(export_rows(store, "chosen_rejected")) == 3  # no edits unless asked
+    rows = export_rows(store, "chosen_rejected", edits=True)
+    edits = [r for r in rows if r["chosen"] == " warm and\ntasty."]
+    assert [(r["rejected"], r["weight"]) for r in edits] == [(" lovely.", 0.5), (" awful and cold.", 0.5)]
+    assert len(rows) == 3 + 2 + 2 and len(load_preferences(rows)) == 7
+    seed = export_rows(store, "seed002", edits=True)
+    assert sum(r["candidate1"] == " warm and\ntasty." and r["human_preference"] == 1 for r in seed) == 2
+    with pytest.raises(ConfigError, match="--edits needs a pair format"):
+        export_rows(store, "ranking", edits=True)

@@ -112,6 +112,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     exp.add_argument("--keep-both-bad", action="store_true",
                      help="keep 'both bad' answers, written as ties (default: drop)")
     exp.add_argument("--annotator", metavar="NAME", help="only this annotator's labels")
+    exp.add_argument("--edits", action="store_true",
+                     help="also write each edited better answer as preferred over every candidate it was written "
+                          "for (weight 1/K each; pair formats only)")
     exp.set_defaults(func=run_export)
 
     sm = commands.add_parser("sample", help="sample pairs for labelling from one or more policies on a task's prompts",
@@ -282,7 +285,7 @@ def run_export(args: argparse.Namespace) -> int:
     from rlhf_gym.feedback.export import export_file
 
     path, n = export_file(_store(args.db), args.format, args.out, keep_ties=args.keep_ties,
-                          keep_both_bad=args.keep_both_bad, annotator=args.annotator)
+                          keep_both_bad=args.keep_both_bad, annotator=args.annotator, edits=args.edits)
     print(f"{n} rows ({args.format}) -> {path}")
     return 0
 

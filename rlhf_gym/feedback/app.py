@@ -206,7 +206,8 @@ def _label_fields(form: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
         raise DataError(f"item_id must be a number, got {raw[:40]!r}")
     fields: dict[str, Any] = {}
     for name in ("feedback", "edited"):
-        text = str(form.get(name, "")).strip()
+        text = str(form.get(name, "")).replace("\r\n", "\n")  # browsers send CRLF from text boxes
+        text = text.strip() if name == "feedback" or not text.strip() else text  # an edit keeps its spaces
         if len(text) > MAX_TEXT:
             raise DataError(f"{name} is longer than {MAX_TEXT} characters")
         fields[name] = text

@@ -9,7 +9,10 @@
 * ``ranking``: ``{prompt, completions: [best, ..., worst]}``; a comparison is a ranking of two. A tie has
   no place in a ranking, so ``keep_ties``/``keep_both_bad`` are refused with this format.
 
-Each label is one row: an item shown to three annotators gives three rows.
+Each label is one row: an item shown to three annotators gives three rows. With ``edits`` (pair formats
+only), an annotator's edited better answer adds one pair per candidate, the edit preferred, each of weight
+1/K, so an edit counts as much as a comparison; an edit gets a leading space when every candidate has one
+and it has none (people do not type the space a continuation starts with).
 """
 
 from __future__ import annotations
@@ -40,10 +43,13 @@ def _pair_row(fmt: str, prompt: str, first: str, second: str, preferred: int, we
 
 
 def export_rows(store: LabelStore, fmt: str, *, keep_ties: bool = False, keep_both_bad: bool = False,
-                annotator: str | None = None) -> list[dict[str, Any]]:
+                annotator: str | None = None, edits: bool = False) -> list[dict[str, Any]]:
     """The rows of ``fmt`` for every label (or ``annotator``'s), in the order they were given."""
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    if fmt == "ranking" and edits:
+        raise ConfigError("--edits needs a pair format (chosen_rejected or seed002): an edit is compared with "
+                          "each candidate, not ranked among them")
     if fmt == "ranking" and (keep_ties or keep_both_bad):
         raise ConfigError("--format ranking cannot hold a tie or 'both bad' (a ranking orders every text); "
                           "drop --keep-ties/--keep-both-bad or use chosen_rejected or seed002")
@@ -51,9 +57,21 @@ def export_rows(store: LabelStore, fmt: str, *, keep_ties: bool = False, keep_bo
     items = {s.id: s.item for s in store.items()}
     rows: list[dict[str, Any]] = []
     for label in store.labels(who):
-        rows.extend(_rows(fmt, items[label.item_id].prompt, items[label.item_id].candidates, label,
-                          keep_ties, keep_both_bad))
+        item = items[label.item_id]
+        rows.extend(_rows(fmt, item.prompt, item.candidates, label, keep_ties, keep_both_bad))
+        if edits and label.edited:
+            edit = _as_continuation(label.edited, item.candidates)
+            others = [c for c in item.candidates if c != edit]
+            rows.extend(_pair_row(fmt, item.prompt, edit, c, 1, 1.0 / len(item.candidates)) for c in others)
     return rows
+
+
+def _as_continuation(edit: str, candidates: tuple[str, ...]) -> str:
+    """People type an answer without the leading space continuations have: add one when every candidate
+    starts with whitespace and the edit does not."""
+    if edit[:1].isspace() or not all(c[:1].isspace() for c in candidates):
+        return edit
+    return " " + edit
 
 
 def _rows(fmt: str, prompt: str, candidates: tuple[str, ...], label: Label, keep_ties: bool,
