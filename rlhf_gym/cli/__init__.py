@@ -12,7 +12,7 @@ import sys
 
 from rlhf_gym.errors import RLHFGymError
 
-COMMANDS = ["demo", "tasks", "reward", "train", "eval", "sft", "report", "bench", "iterate", "arena"]
+COMMANDS = ["demo", "tasks", "reward", "train", "eval", "sft", "report", "bench", "iterate", "arena", "label"]
 
 
 def build_parser() -> argparse.ArgumentParser:
