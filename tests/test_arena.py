@@ -81,13 +81,36 @@ def test_the_arena_command_rates_a_run_against_the_start(tmp_path, trained_run, 
     assert not (tmp_path / "pairs" / "arena.json").exists()
 
 
+def test_people_s_labels_of_arena_battles_rate_the_policies(tmp_path, capsys) -> None:
+    from rlhf_gym.feedback.items import parse_item
+    from rlhf_gym.feedback.store import LabelStore
+
+    rows = battles_to_pairs([*_battles(12), Battle("same", "long", "short", "x", "x")], "sentiment", drop_identical=True)
+    assert len(rows) == 12  # the battle of identical texts is nothing to show a person
+    store = LabelStore(tmp_path / "labels.sqlite")
+    store.add_items([parse_item(r, f"row {i}") for i, r in enumerate(rows)])
+    store.add_annotator("alice")
+    alice = store.annotator_named("alice").id
+    for stored in store.items():  # alice prefers the longer text, except one tie
+        longer = "a" if len(stored.item.candidates[0]) > len(stored.item.candidates[1]) else "b"
+        store.add_label(stored.id, alice, choice="tie" if stored.id == 1 else longer)
+    out = tmp_path / "board"
+    assert main(["arena", "--task", "sentiment", "--labels", str(tmp_path / "labels.sqlite"), "--bootstrap", "20",
+                 "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("RESULT battles=12 long.rating=")
+    board = json.loads((out / "arena.json").read_text())
+    assert [r["policy"] for r in board["rows"]] == ["long", "short"] and board["rows"][0]["win_rate"] == 11.5 / 12
+
+
 @pytest.mark.parametrize("policies,message", [
     (["start"], "at least two policies"),
     (["start", "start"], "two policies are named 'start'"),
     (["start", "/no/such/run"], "/no/such/run is not 'start', a run directory"),
+    ([], "arena needs --policies"),
 ])
 def test_bad_arena_input_is_one_line(tmp_path, capsys, policies, message) -> None:
-    assert main(["arena", "--task", "sentiment", "--policies", *policies, "--out", str(tmp_path / "a")]) == 2
+    assert main(["arena", "--task", "sentiment", *(["--policies", *policies] if policies else []),
+                 "--out", str(tmp_path / "a")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert not (tmp_path / "a").exists()

@@ -20,8 +20,10 @@ examples:
   # names of your own (NAME=PATH), more prompts
   rlhf-gym arena --task sentiment --policies sft=start ppo=runs/ppo --prompts 128 --out runs/arena
 
-  # battles for people: write the pairs `rlhf-gym label serve --pairs` shows, and stop
+  # battles for people: write the pairs `rlhf-gym label serve --pairs` shows, and stop; rate their labels later
   rlhf-gym arena --task sentiment --policies start runs/ppo --pairs-only --out runs/arena
+  rlhf-gym label serve --pairs runs/arena/pairs.jsonl --db labels.sqlite
+  rlhf-gym arena --task sentiment --labels labels.sqlite --out runs/arena-people
 
 a policy is `start` (the task's model), a run directory (its newest checkpoint), an agent checkpoint
 directory, or a Hugging Face model directory; OUT gets battles.jsonl, arena.{md,html,json}
@@ -36,7 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "with Bradley–Terry and bootstrap intervals. The last line is `RESULT battles=N "
                        "NAME.rating=...`.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", required=True, help="a registered task (prompts, gold judge, annotators)")
-    p.add_argument("--policies", nargs="+", required=True, metavar="[NAME=]POLICY", help="two or more policies")
+    p.add_argument("--policies", nargs="+", metavar="[NAME=]POLICY", help="two or more policies")
+    p.add_argument("--labels", metavar="DB", help="instead of --policies: rate from people's labels of battles "
+                   "written by --pairs-only (the label store of `rlhf-gym label serve --db`)")
     p.add_argument("--prompts", type=int, default=64, help="held-out prompts, each a battle per pair (default 64)")
     p.add_argument("--annotators", default=None, help="simulated annotators, e.g. 3 or alice:0.05,bob:0.2:0.1 "
                    "(default: the task's)")
@@ -66,17 +70,6 @@ def resolve_policy(spec: str, task: Any) -> tuple[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rlhf_gym.core.data import load_prompts
-    from rlhf_gym.feedback.arena import (
-        arena_board,
-        battles_to_pairs,
-        judge_battles,
-        sample_battles,
-        to_html,
-        to_markdown,
-    )
-    from rlhf_gym.io import check_output, write_text_atomic
-    from rlhf_gym.rewards.annotators import parse_annotators
     from rlhf_gym.runner import quiet_hf_progress
     from rlhf_gym.tasks import get_task
 
@@ -86,6 +79,19 @@ def run(args: argparse.Namespace) -> int:
     for flag, value, low in (("--prompts", args.prompts, 1), ("--bootstrap", args.bootstrap, 1), ("--seed", args.seed, 0)):
         if value < low:
             raise ConfigError(f"{flag}={value} is invalid: must be >= {low}")
+    if (args.labels is None) == (args.policies is None):
+        raise ConfigError("arena needs --policies (simulated judges, or --pairs-only for people) or --labels DB, not both")
+    if args.labels is not None:
+        return _rate_labels(args, task, console)
+    return _battle(args, task, console)
+
+
+def _battle(args: argparse.Namespace, task: Any, console: Console) -> int:
+    from rlhf_gym.core.data import load_prompts
+    from rlhf_gym.feedback.arena import battles_to_pairs, judge_battles, sample_battles
+    from rlhf_gym.io import check_output, write_text_atomic
+    from rlhf_gym.rewards.annotators import parse_annotators
+
     policies: dict[str, str] = {}
     for spec in args.policies:
         name, model = resolve_policy(spec, task)
@@ -97,18 +103,43 @@ def run(args: argparse.Namespace) -> int:
     out = check_output(args.out)
     prompts = load_prompts(task.eval_prompts, n=args.prompts)
     console.print(f"sampling {len(policies)} policies on {len(prompts)} held-out prompts of {task.name}")
-    battles, texts = sample_battles(policies, prompts, max_new_tokens=task.max_new_tokens, seed=args.seed)
-    pairs = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in battles_to_pairs(battles, task.name))
+    battles, _ = sample_battles(policies, prompts, max_new_tokens=task.max_new_tokens, seed=args.seed)
     if args.pairs_only:
-        path = write_text_atomic(out / "pairs.jsonl", pairs)
-        console.print(f"{len(battles)} battles -> {path}\nlabel them: rlhf-gym label serve --pairs {path} --db LABELS.sqlite")
+        rows = battles_to_pairs(battles, task.name, drop_identical=True)
+        path = write_text_atomic(out / "pairs.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        console.print(f"{len(rows)} battles -> {path} ({len(battles) - len(rows)} with identical texts left out)\n"
+                      f"label them: rlhf-gym label serve --pairs {path} --db LABELS.sqlite")
         return 0
-    gold = task.make_gold()
-    mean_gold = {n: float(gold.score(prompts, t).mean()) for n, t in texts.items()}
+    write_text_atomic(out / "battles.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n"
+                                                     for r in battles_to_pairs(battles, task.name)))
     matches = judge_battles(battles, annotators, task.make_annotator_judge())
+    return _write_board(args, task, console, out, matches, battles, f"Arena on {task.name}")
+
+
+def _rate_labels(args: argparse.Namespace, task: Any, console: Console) -> int:
+    from rlhf_gym.feedback.arena import matches_from_labels
+    from rlhf_gym.feedback.store import LabelStore
+    from rlhf_gym.io import check_output
+
+    if args.pairs_only or args.annotators:
+        raise ConfigError("--pairs-only and --annotators go with --policies, not --labels")
+    out = check_output(args.out)
+    matches, battles = matches_from_labels(LabelStore(args.labels, create=False))
+    return _write_board(args, task, console, out, matches, battles, f"Arena on {task.name} (people's labels)")
+
+
+def _write_board(args: argparse.Namespace, task: Any, console: Console, out: Path, matches: list, battles: list,
+                 title: str) -> int:
+    from rlhf_gym.feedback.arena import arena_board, to_html, to_markdown
+    from rlhf_gym.io import write_text_atomic
+
+    gold = task.make_gold()
+    texts: dict[str, list[tuple[str, str]]] = {}
+    for b in battles:
+        texts.setdefault(b.policy_a, []).append((b.prompt, b.text_a))
+        texts.setdefault(b.policy_b, []).append((b.prompt, b.text_b))
+    mean_gold = {n: float(gold.score([p for p, _ in pt], [t for _, t in pt]).mean()) for n, pt in texts.items()}
     board = arena_board(matches, mean_gold, n_boot=args.bootstrap, seed=args.seed)
-    title = f"Arena on {task.name}"
-    write_text_atomic(out / "battles.jsonl", pairs)
     write_text_atomic(out / "arena.json", json.dumps(board, indent=2))
     write_text_atomic(out / "arena.md", to_markdown(board, title))
     write_text_atomic(out / "arena.html", to_html(board, title, battles[:8]))

@@ -6,7 +6,7 @@ samples one continuation per policy and prompt (temperature 1, the policies' own
 policies on every prompt; :func:`judge_battles` has a task's simulated annotators pick the winner from the
 gold judge's scores (a tie when both texts are the same); :func:`battles_to_pairs` writes them as the
 ``{prompt, candidate1, candidate2}`` rows ``rlhf-gym label serve`` shows people, with the policies' names kept
-under ``"meta"``. :func:`arena_board` turns matches into a leaderboard; :func:`to_html` is a static page with
+under ``"meta"``, and :func:`matches_from_labels` reads people's verdicts on them back from the label store. :func:`arena_board` turns matches into a leaderboard; :func:`to_html` is a static page with
 every string escaped (policy names and model text come from users).
 """
 
@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
 
-from rlhf_gym.errors import ConfigError
+from rlhf_gym.errors import ConfigError, DataError
+from rlhf_gym.feedback.store import LabelStore
 from rlhf_gym.rewards.annotators import Annotator, CandidateGenerator
 from rlhf_gym.rewards.base import RewardFunction
 from rlhf_gym.rewards.elo import Match, bootstrap_elo
 
-__all__ = ["Battle", "sample_battles", "judge_battles", "battles_to_pairs", "arena_board", "to_markdown", "to_html"]
+__all__ = ["Battle", "sample_battles", "judge_battles", "battles_to_pairs", "matches_from_labels", "arena_board", "to_markdown", "to_html"]
 
 
 @dataclass(frozen=True)
@@ -79,11 +80,32 @@ def judge_battles(battles: Sequence[Battle], annotators: Sequence[Annotator], go
     return matches
 
 
-def battles_to_pairs(battles: Sequence[Battle], task: str | None = None) -> list[dict[str, Any]]:
-    """Rows for ``rlhf-gym label serve --pairs``; the policies travel in ``meta`` (people do not see them)."""
+def battles_to_pairs(battles: Sequence[Battle], task: str | None = None, *, drop_identical: bool = False) -> list[dict[str, Any]]:
+    """Rows for ``rlhf-gym label serve --pairs``; the policies travel in ``meta`` (people do not see them).
+
+    ``drop_identical`` leaves out battles whose two texts are the same (nothing for a person to compare; the
+    labelling app refuses such rows)."""
     return [{"prompt": b.prompt, "candidate1": b.text_a, "candidate2": b.text_b,
              **({"task": task} if task else {}), "meta": {"policy1": b.policy_a, "policy2": b.policy_b}}
-            for b in battles]
+            for b in battles if not (drop_identical and b.text_a == b.text_b)]
+
+
+def matches_from_labels(store: LabelStore) -> tuple[list[Match], list[Battle]]:
+    """People's verdicts on arena battles (items whose ``meta`` names ``policy1`` and ``policy2``): A or B
+    better is a win, a tie or "both bad" half a win each. Returns the matches and the battles labelled."""
+    items = {s.id: s.item for s in store.items()}
+    matches: list[Match] = []
+    battles: list[Battle] = []
+    for label in store.labels():
+        item = items[label.item_id]
+        a, b = item.meta.get("policy1"), item.meta.get("policy2")
+        if item.kind != "pair" or not isinstance(a, str) or not isinstance(b, str) or label.choice is None:
+            continue
+        matches.append((a, b, {"a": 1.0, "b": 0.0}.get(label.choice, 0.5)))
+        battles.append(Battle(item.prompt, a, b, *item.candidates))
+    if not matches:
+        raise DataError(f"{store.path}: no labels of arena battles (pairs written by rlhf-gym arena --pairs-only)")
+    return matches, battles
 
 
 def arena_board(matches: Sequence[Match], gold: Mapping[str, float] | None = None, *, n_boot: int = 200,
