@@ -74,6 +74,8 @@ def test_iterate_samples_the_current_policy_and_continues_ppo(tmp_path, capsys) 
     (["--task", "nope"], "nope"),
     (["--agent", "missing.yaml"], "agent preset missing.yaml not found"),
     (["--set", "agent.learning_rate=fast"], "learning_rate"),
+    (["--humans", "missing.sqlite"], "--humans missing.sqlite: no such label store"),
+    (["--overlap", "0"], "overlap=0 is invalid"),
 ])
 def test_bad_iterate_flags_are_one_line(tmp_path, capsys, argv, message) -> None:
     args = ["iterate", "--task", "sentiment", "--agent", PPO, "--out", str(tmp_path / "it"), *argv]
@@ -110,3 +112,41 @@ def test_iterate_names_a_torn_settings_file(tmp_path, capsys) -> None:
     assert main(["iterate", "--task", "sentiment", "--agent", PPO, "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "iterate settings" in err[0] and "iterate.json" in err[0]
+
+
+@pytest.mark.slow
+def test_iterate_with_humans_waits_for_people_s_labels_in_the_store(tmp_path) -> None:
+    import threading
+
+    from rlhf_gym.feedback.store import LabelStore
+    from rlhf_gym.runner.iterate import IterateConfig, iterate
+
+    db = tmp_path / "labels.sqlite"
+    store = LabelStore(db)
+    store.add_annotator("alice")
+    alice = store.annotator_named("alice").id
+    stop = threading.Event()
+
+    def alice_labels() -> None:  # a person in the app: the shorter text wins, every item once
+        while not stop.is_set():
+            for stored in store.items():
+                if store.label_of(stored.id, alice) is None:
+                    one, two = stored.item.candidates
+                    store.add_label(stored.id, alice, choice="a" if len(one) <= len(two) else "b")
+            stop.wait(0.05)
+
+    person = threading.Thread(target=alice_labels, daemon=True)
+    person.start()
+    said: list[str] = []
+    try:
+        cfg = IterateConfig(task="sentiment", rounds=1, labels_per_round=16, timesteps_per_round=200, agent=PPO,
+                            rm_epochs=1, humans=str(db), poll_seconds=0.05, overrides=tuple(SMALL[1::2]))
+        [summary] = iterate(cfg, tmp_path / "it", say=said.append)
+    finally:
+        stop.set()
+        person.join()
+    pairs = (tmp_path / "it" / "round-0" / "pairs.jsonl").read_text().splitlines()
+    labels = [json.loads(line) for line in (tmp_path / "it" / "round-0" / "labels.jsonl").read_text().splitlines()]
+    assert len(labels) == len(pairs) == summary["labels"] and 10 <= len(pairs) <= 16  # identical pairs dropped
+    assert all(len(r["chosen"]) <= len(r["rejected"]) for r in labels)  # alice's verdicts, not a simulation's
+    assert len(store.labels()) == len(pairs)

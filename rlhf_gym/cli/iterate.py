@@ -17,10 +17,15 @@ examples:
   # one-shot RLHF with the same total budget (the baseline of scripts/iterated_rlhf.py)
   rlhf-gym iterate --task sentiment --rounds 1 --labels-per-round 1500 --timesteps-per-round 18000 --out runs/once
 
+  # people label each round in the app (run `rlhf-gym label serve --db labels.sqlite` beside it)
+  rlhf-gym label annotators add alice --db labels.sqlite
+  rlhf-gym iterate --task sentiment --rounds 3 --labels-per-round 100 --humans labels.sqlite --out runs/iter-people
+
   # interrupted? run the same command again: finished steps are skipped, the PPO run resumes exactly;
   # more --rounds later continue the same experiment
 
 layout: OUT/iterate.json (the settings), OUT/round-R/{labels.jsonl, rm/, env.yaml, ppo/, round.json}
+(with --humans also OUT/round-R/pairs.jsonl, the pairs queued for people)
 """
 
 
@@ -39,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--agent", default="agents/ppo.yaml", metavar="FILE", help="agent preset (default agents/ppo.yaml)")
     p.add_argument("--seed", type=int, default=0, help="seed of the whole experiment (default 0)")
     p.add_argument("--rm-epochs", type=int, default=2, help="reward-model epochs per round (default 2)")
+    p.add_argument("--humans", metavar="DB", help="people label each round: its pairs are queued in this label "
+                   "store (serve it with `rlhf-gym label serve --db DB`) and the round waits for their labels")
+    p.add_argument("--overlap", type=int, default=1, help="with --humans: labels per pair (default 1)")
     p.add_argument("--out", metavar="DIR", required=True, help="experiment directory")
     p.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[],
                    help="override a field of every round's PPO run, e.g. env.beta=0.1 (repeatable)")
@@ -54,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     console = Console(highlight=False)
     cfg = IterateConfig(task=args.task, rounds=args.rounds, labels_per_round=args.labels_per_round,
                         timesteps_per_round=args.timesteps_per_round, agent=args.agent, seed=args.seed,
-                        rm_epochs=args.rm_epochs, overrides=tuple(args.overrides))
+                        rm_epochs=args.rm_epochs, humans=args.humans, overlap=args.overlap,
+                        overrides=tuple(args.overrides))
     rounds = iterate(cfg, args.out, say=console.print, wandb_mode=args.wandb)
     table = Table("round", "labels", "tokens", "gold ↑", "proxy ↑", "KL ↓", "distinct-2 ↑", "RM val acc")
     for s in rounds:

@@ -18,6 +18,7 @@ and it has none (people do not type the space a continuation starts with).
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +44,9 @@ def _pair_row(fmt: str, prompt: str, first: str, second: str, preferred: int, we
 
 
 def export_rows(store: LabelStore, fmt: str, *, keep_ties: bool = False, keep_both_bad: bool = False,
-                annotator: str | None = None, edits: bool = False) -> list[dict[str, Any]]:
-    """The rows of ``fmt`` for every label (or ``annotator``'s), in the order they were given."""
+                annotator: str | None = None, edits: bool = False,
+                item_ids: Collection[int] | None = None) -> list[dict[str, Any]]:
+    """The rows of ``fmt`` for every label (or ``annotator``'s, or those of ``item_ids``), in the order given."""
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
     if fmt == "ranking" and edits:
@@ -57,6 +59,8 @@ def export_rows(store: LabelStore, fmt: str, *, keep_ties: bool = False, keep_bo
     items = {s.id: s.item for s in store.items()}
     rows: list[dict[str, Any]] = []
     for label in store.labels(who):
+        if item_ids is not None and label.item_id not in item_ids:
+            continue
         item = items[label.item_id]
         rows.extend(_rows(fmt, item.prompt, item.candidates, label, keep_ties, keep_both_bad))
         if edits and label.edited:

@@ -4,8 +4,10 @@ Each round ``r`` (folder ``OUT/round-r/``):
 
 1. **sample** — ``labels_per_round`` comparisons of the *current* policy's continuations (the task's model in
    round 0, the previous round's final PPO policy after that) on a fresh slice of the task's training prompts;
-2. **label** — by the task's simulated annotators (its annotator judge plus their noise and bias), written to
-   ``labels.jsonl`` in the chosen/rejected format ``rlhf-gym reward train`` reads;
+2. **label** — by the task's simulated annotators (its annotator judge plus their noise and bias), or, with
+   ``humans``, by people: the round's pairs (``pairs.jsonl``) are queued in that label store, which
+   ``rlhf-gym label serve --db`` shows, and the round waits until each has ``overlap`` labels; either way
+   ``labels.jsonl`` holds them in the chosen/rejected format ``rlhf-gym reward train`` reads;
 3. **reward model** — retrained from the task's model on *all* labels so far (``rm/``), so early labels of the
    starting policy and late ones of the optimised policy both count;
 4. **RL** — PPO continues from the previous round's final checkpoint (``run.init_agent``: weights, optimizer,
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -56,11 +59,19 @@ class IterateConfig:
     agent: str = "agents/ppo.yaml"  # the agent preset (an on-policy native agent: PPO, A2C, RLOO, ...)
     seed: int = 0  # seeds the sampling, the annotators, the reward models and PPO (offset per round)
     rm_epochs: int = 2  # reward-model epochs per round
+    humans: str | None = None  # a label store (``rlhf-gym label serve --db``) whose people label each round; None = simulated
+    overlap: int = 1  # with humans: labels per pair before a round goes on
+    poll_seconds: float = 5.0  # with humans: how often the store is checked for new labels
     overrides: tuple[str, ...] = field(default=())  # --set for every round's PPO run (env., agent., run.)
 
     def __post_init__(self) -> None:
         check_fields(self, "iterate: ")
-        for name in ("rounds", "labels_per_round", "timesteps_per_round", "rm_epochs"):
+        if self.humans is not None and not Path(self.humans).is_file():
+            raise ConfigError(f"iterate: --humans {self.humans}: no such label store (create it with rlhf-gym label "
+                              "annotators add NAME --db FILE)")
+        if not self.poll_seconds > 0:
+            raise ConfigError(f"iterate: poll_seconds={self.poll_seconds} is invalid: must be > 0")
+        for name in ("rounds", "labels_per_round", "timesteps_per_round", "rm_epochs", "overlap"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"iterate: {name}={getattr(self, name)} is invalid: must be >= 1")
         if self.seed < 0:
@@ -86,8 +97,16 @@ def _policy_of(round_dir: Path) -> Path:
     return last / "agent" / "policy"
 
 
-def _sample_labels(cfg: IterateConfig, r: int, policy: str, path: Path) -> None:
+def _round_prompts(cfg: IterateConfig, r: int, per_prompt: int) -> list[str]:
+    """The task's training prompts, starting at a fresh slice for round ``r``."""
     from rlhf_gym.core.data import load_prompts
+
+    prompts = load_prompts(get_task(cfg.task).train_prompts)
+    offset = (r * math.ceil(cfg.labels_per_round / per_prompt * 1.1)) % len(prompts)
+    return prompts[offset:] + prompts[:offset]
+
+
+def _sample_labels(cfg: IterateConfig, r: int, policy: str, path: Path) -> None:
     from rlhf_gym.rewards.annotators import (
         SimulationConfig,
         parse_annotators,
@@ -96,15 +115,50 @@ def _sample_labels(cfg: IterateConfig, r: int, policy: str, path: Path) -> None:
     )
 
     task = get_task(cfg.task)
-    prompts = load_prompts(task.train_prompts)
-    offset = (r * math.ceil(cfg.labels_per_round / PAIRS_PER_PROMPT * 1.1)) % len(prompts)  # a fresh slice per round
     seed = _round_seed(cfg, r)
     sim = simulate_preferences(SimulationConfig(
-        n_comparisons=cfg.labels_per_round, prompts=prompts[offset:] + prompts[:offset], model=policy,
+        n_comparisons=cfg.labels_per_round, prompts=_round_prompts(cfg, r, PAIRS_PER_PROMPT), model=policy,
         annotators=parse_annotators(task.annotators, temperature=task.annotator_temperature, seed=seed),
         gold=task.make_annotator_judge, max_new_tokens=task.max_new_tokens, pairs_per_prompt=PAIRS_PER_PROMPT,
         seed=seed), progress=False)
     write_records(sim.records, path)
+
+
+def _human_labels(cfg: IterateConfig, r: int, policy: str, path: Path, say: Callable[[str], None]) -> None:
+    """Queues ``labels_per_round`` pairs of the policy's samples in the label store, waits until each has
+    ``overlap`` labels, and writes the people's verdicts (ties and "both bad" dropped) to ``path``."""
+    from rlhf_gym.feedback.export import export_rows
+    from rlhf_gym.feedback.items import read_items
+    from rlhf_gym.feedback.store import LabelStore
+    from rlhf_gym.rewards.annotators import CandidateGenerator
+
+    task, store = get_task(cfg.task), LabelStore(cfg.humans, create=False)
+    pairs = path.with_name("pairs.jsonl")
+    if not pairs.is_file():
+        prompts = _round_prompts(cfg, r, 1)[: cfg.labels_per_round]
+        gen = CandidateGenerator(policy, max_new_tokens=task.max_new_tokens, seed=_round_seed(cfg, r))
+        first, second = gen.continuations(prompts, 1.0), gen.continuations(prompts, 1.0)
+        rows = [{"prompt": p, "candidate1": a, "candidate2": b, "task": task.name, "meta": {"iterate_round": r}}
+                for p, a, b in zip(prompts, first, second, strict=True) if a != b]
+        write_text_atomic(pairs, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    items = read_items(pairs)
+    store.add_items(items, source=f"iterate round {r}")
+    keys, shown = {it.key for it in items}, -1
+    while True:
+        ids = {s.id for s in store.items() if s.item.key in keys}
+        counts = store.label_counts()
+        done = sum(counts.get(i, 0) >= cfg.overlap for i in ids)
+        if done == len(ids):
+            break
+        if done != shown:
+            say(f"round {r}: {done}/{len(ids)} pairs labelled by {cfg.overlap} people; serve them with "
+                f"rlhf-gym label serve --db {cfg.humans} --overlap {cfg.overlap}")
+            shown = done
+        time.sleep(cfg.poll_seconds)
+    records = export_rows(store, "chosen_rejected", item_ids=ids)
+    if not records:
+        raise ConfigError(f"round {r}: every label in {cfg.humans} was a tie or 'both bad': no comparison to train on")
+    write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in records))
 
 
 def _train_rm(cfg: IterateConfig, r: int, label_files: list[Path], out: Path) -> None:
@@ -154,14 +208,18 @@ def iterate(cfg: IterateConfig, out: str | Path, *, say: Callable[[str], None] =
         labels = round_dir / "labels.jsonl"
         if not labels.is_file():
             say(f"round {r}: {cfg.labels_per_round} comparisons of {'the starting policy' if r == 0 else f'round {r - 1} policy'}")
-            _sample_labels(cfg, r, policy, labels)
+            if cfg.humans is None:
+                _sample_labels(cfg, r, policy, labels)
+            else:
+                _human_labels(cfg, r, policy, labels, say)
         label_files = [out / f"round-{i}" / "labels.jsonl" for i in range(r + 1)]
         if not (round_dir / "rm" / "reward_stats.json").is_file():
-            say(f"round {r}: reward model on {(r + 1) * cfg.labels_per_round} comparisons")
+            say(f"round {r}: reward model on the comparisons of rounds 0-{r}")
             _train_rm(cfg, r, label_files, round_dir / "rm")
         say(f"round {r}: PPO for {cfg.timesteps_per_round} more tokens")
         result = _ppo(cfg, r, round_dir, previous, wandb_mode)
-        summary = {"round": r, "labels": (r + 1) * cfg.labels_per_round, "tokens": result["steps"],
+        n_labels = sum(len(f.read_text().splitlines()) for f in label_files)
+        summary = {"round": r, "labels": n_labels, "tokens": result["steps"],
                    **{k: result["eval"][k] for k in ("gold_reward", "rm_reward", "kl", "perplexity", "distinct_2")
                       if k in result["eval"]},
                    **{f"start_{k}": v for k, v in (result.get("initial_eval") or {}).items()},  # the round's policy before PPO
@@ -183,7 +241,7 @@ def _check_plan(cfg: IterateConfig, out: Path) -> None:
     saved = {**asdict(cfg), "overrides": list(cfg.overrides)}
     if plan_file.is_file():
         before = read_json(plan_file, "iterate settings", ConfigError)
-        changed = [k for k in saved if k != "rounds" and before.get(k) != saved[k]]
+        changed = [k for k in saved if k not in ("rounds", "poll_seconds") and before.get(k) != saved[k]]
         if changed:
             raise ConfigError(f"{out} holds an iterate run with other settings ({', '.join(changed)}: "
                               f"{before.get(changed[0])!r} there); choose a new --out or the same settings")
