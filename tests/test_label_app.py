@@ -91,6 +91,8 @@ def test_login_form_and_query_token_set_a_cookie(store):
     response = fresh.get(f"/guidelines?token={token}&x=1", headers={"host": "evil.example"})
     assert response.status_code == 303 and response.headers["location"] == "/guidelines?x=1"  # token gone, same host
     assert fresh.get("/guidelines").status_code == 200
+    location = fresh.get(f"//evil.example/?token={token}").headers["location"]
+    assert location.startswith("/") and not location.startswith("//")  # never off-site
 
 
 def test_model_text_is_escaped_and_scripts_are_refused_by_csp(store):

@@ -34,6 +34,7 @@ from dataclasses import replace
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -80,8 +81,9 @@ def create_app(store: LabelStore, *, overlap: int = 1, mode: str = "random",
             if annotator is None:
                 return _page("login", 401, title="Log in", error="That token is not valid.")
             if request.method == "GET":  # drop the token from the address bar (and from history)
-                url = request.url.remove_query_params("token")  # relative: never to another host
-                response: Response = RedirectResponse(url.path + (f"?{url.query}" if url.query else ""), status_code=303)
+                url = request.url.remove_query_params("token")  # relative, and never "//host": same host
+                path = "/" + url.path.lstrip("/")
+                response: Response = RedirectResponse(path + (f"?{url.query}" if url.query else ""), status_code=303)
                 _set_cookie(response, query_token)
                 return response
             return annotator
@@ -151,6 +153,9 @@ def create_app(store: LabelStore, *, overlap: int = 1, mode: str = "random",
         if isinstance(annotator, Response):
             return annotator
         form = await request.form()
+        return await run_in_threadpool(store_label, annotator, form)  # the commit's fsync must not stall the loop
+
+    def store_label(annotator: Annotator, form: Mapping[str, Any]) -> Response:
         try:
             item_id, fields = _label_fields(form)
             stored = store.item(item_id)
