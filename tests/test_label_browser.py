@@ -22,7 +22,8 @@ XSS = "<script>alert(1)</script> and <b>bold</b> <img src=x onerror=alert(2)>"
 ROWS = [{"prompt": "The movie was", "candidate1": " great.", "candidate2": " awful."},
         {"prompt": "The food was", "candidate1": " cold.", "candidate2": " lovely."},
         {"prompt": "Injected:", "candidate1": XSS, "candidate2": " plain text."},
-        {"prompt": "Rank:", "candidates": [" one", " two", " three"]}]
+        {"prompt": "Rank:", "candidates": [" one", " two", " three"]},
+        {"prompt": "Neither:", "candidate1": " bad one.", "candidate2": " bad two."}]
 
 
 @pytest.fixture
@@ -85,6 +86,9 @@ def test_label_by_mouse_and_keyboard_then_export(tmp_path, browser):
         ActionChains(browser).send_keys(second).send_keys(third).perform()
         assert browser.find_element("id", "ranking").get_attribute("value") == f"{best},{second},{third}"
         _submit_and_wait(browser, lambda: ActionChains(browser).send_keys(Keys.ENTER).perform())
+
+        browser.get(url + "/item/5")  # keyboard: both bad
+        _submit_and_wait(browser, lambda: ActionChains(browser).send_keys("x").perform())
         assert "Nothing left to label" in browser.page_source
         with pytest.raises(NoAlertPresentException):
             browser.switch_to.alert.text  # noqa: B018
@@ -98,4 +102,6 @@ def test_label_by_mouse_and_keyboard_then_export(tmp_path, browser):
     assert main(["label", "export", "--db", str(db), "--format", "chosen_rejected", "--keep-ties", "--out", str(out)]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert rows[2] == {"prompt": "Injected:", "chosen": XSS, "rejected": " plain text.", "tie": True}
+    assert len(rows) == 2 + 1 + 3  # "both bad" dropped without --keep-both-bad
+    assert [lab.choice for lab in LabelStore(db).labels()] == ["a", "b", "tie", None, "both_bad"]
     assert [lab.feedback for lab in LabelStore(db).labels()][0] == "a bit better"
