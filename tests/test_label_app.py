@@ -33,7 +33,7 @@ def store(tmp_path):
 
 def client_for(store, name, **kw):
     token = store.add_annotator(name)
-    client = TestClient(create_app(store, **kw), follow_redirects=False)
+    client = TestClient(create_app(store, **{"shuffle": False, **kw}), follow_redirects=False)
     client.cookies.set(COOKIE, token)
     return client, token
 
@@ -91,6 +91,8 @@ def test_login_form_and_query_token_set_a_cookie(store):
     response = fresh.get(f"/guidelines?token={token}&x=1", headers={"host": "evil.example"})
     assert response.status_code == 303 and response.headers["location"] == "/guidelines?x=1"  # token gone, same host
     assert fresh.get("/guidelines").status_code == 200
+    location = fresh.get(f"//evil.example/?token={token}").headers["location"]
+    assert location.startswith("/") and not location.startswith("//")  # never off-site
 
 
 def test_model_text_is_escaped_and_scripts_are_refused_by_csp(store):
@@ -339,3 +341,23 @@ def test_edited_answers_export_as_preferred_pairs(store):
     assert sum(r["candidate1"] == " warm and\ntasty." and r["human_preference"] == 1 for r in seed) == 2
     with pytest.raises(ConfigError, match="--edits needs a pair format"):
         export_rows(store, "ranking", edits=True)
+
+
+def test_shuffled_sides_are_stored_in_the_files_order(store):
+    from rlhf_gym.feedback.app import display_order
+
+    tokens = [store.add_annotator(f"ann{i}") for i in range(6)]
+    orders = {tuple(display_order(1, store.annotator_for(t).id, 2)) for t in tokens}
+    assert orders == {(0, 1), (1, 0)}  # some annotators see candidate 2 on the left
+    app = create_app(store, overlap=99)  # shuffle is the default
+    for token in tokens:
+        who = store.annotator_for(token)
+        client = TestClient(app, follow_redirects=False)
+        client.cookies.set(COOKIE, token)
+        page, order = client.get("/item/1").text, display_order(1, who.id, 2)
+        assert (page.index("great fun.") < page.index("&lt;script")) == (order == [0, 1])
+        label(client, 1, choice="a")  # the left one, whichever it is
+        label(client, 3, ranking="1,2,3")  # shown positions, best first
+        mine = {lab.item_id: lab for lab in store.labels(who.id)}
+        assert mine[1].choice == "ab"[order[0]]
+        assert list(mine[3].ranking) == display_order(3, who.id, 3)

@@ -22,7 +22,8 @@ XSS = "<script>alert(1)</script> and <b>bold</b> <img src=x onerror=alert(2)>"
 ROWS = [{"prompt": "The movie was", "candidate1": " great.", "candidate2": " awful."},
         {"prompt": "The food was", "candidate1": " cold.", "candidate2": " lovely."},
         {"prompt": "Injected:", "candidate1": XSS, "candidate2": " plain text."},
-        {"prompt": "Rank:", "candidates": [" one", " two", " three"]}]
+        {"prompt": "Rank:", "candidates": [" one", " two", " three"]},
+        {"prompt": "Neither:", "candidate1": " bad one.", "candidate2": " bad two."}]
 
 
 @pytest.fixture
@@ -61,25 +62,33 @@ def test_label_by_mouse_and_keyboard_then_export(tmp_path, browser):
         _submit_and_wait(browser, lambda: browser.find_element("id", "login").click())
         assert "left for you" in browser.find_element("id", "progress").text
 
-        browser.get(url + "/item/1")  # mouse: A is better, with feedback typed in (its letters are not shortcuts)
+        # sides are shuffled per annotator: find where each text is shown
+        browser.get(url + "/item/1")  # mouse: " great." is better, with feedback typed in (its letters are text)
         browser.find_element("id", "feedback").send_keys("a bit better")
-        _submit_and_wait(browser, lambda: browser.find_element("id", "choice-a").click())
+        side = "a" if browser.find_element("id", "cand-1").text.strip() == "great." else "b"
+        _submit_and_wait(browser, lambda: browser.find_element("id", f"choice-{side}").click())
 
-        browser.get(url + "/item/2")  # keyboard: B
-        _submit_and_wait(browser, lambda: ActionChains(browser).send_keys("b").perform())
+        browser.get(url + "/item/2")  # keyboard: " lovely." is better
+        side = "a" if browser.find_element("id", "cand-1").text.strip() == "lovely." else "b"
+        _submit_and_wait(browser, lambda: ActionChains(browser).send_keys(side).perform())
 
         browser.get(url + "/item/3")  # hostile text is shown literally and runs nothing; keyboard: tie
-        assert browser.find_element("id", "cand-1").text == XSS
+        assert XSS in (browser.find_element("id", "cand-1").text, browser.find_element("id", "cand-2").text)  # literally
         assert not browser.find_elements("css selector", ".cand img, .cand b")
         with pytest.raises(NoAlertPresentException):
             browser.switch_to.alert.text  # noqa: B018
         _submit_and_wait(browser, lambda: ActionChains(browser).send_keys("t").perform())
 
-        browser.get(url + "/item/4")  # a ranking: mouse picks 3, keyboard picks 1 then 2, Enter submits
-        browser.find_element("id", "pick-3").click()
-        ActionChains(browser).send_keys("1").send_keys("2").perform()
-        assert browser.find_element("id", "ranking").get_attribute("value") == "3,1,2"
+        browser.get(url + "/item/4")  # a ranking three > one > two: mouse picks the first, keys the rest, Enter
+        shown = [browser.find_element("id", f"cand-{n}").text.strip() for n in (1, 2, 3)]
+        best, second, third = (str(shown.index(t) + 1) for t in ("three", "one", "two"))
+        browser.find_element("id", f"pick-{best}").click()
+        ActionChains(browser).send_keys(second).send_keys(third).perform()
+        assert browser.find_element("id", "ranking").get_attribute("value") == f"{best},{second},{third}"
         _submit_and_wait(browser, lambda: ActionChains(browser).send_keys(Keys.ENTER).perform())
+
+        browser.get(url + "/item/5")  # keyboard: both bad
+        _submit_and_wait(browser, lambda: ActionChains(browser).send_keys("x").perform())
         assert "Nothing left to label" in browser.page_source
         with pytest.raises(NoAlertPresentException):
             browser.switch_to.alert.text  # noqa: B018
@@ -93,4 +102,6 @@ def test_label_by_mouse_and_keyboard_then_export(tmp_path, browser):
     assert main(["label", "export", "--db", str(db), "--format", "chosen_rejected", "--keep-ties", "--out", str(out)]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert rows[2] == {"prompt": "Injected:", "chosen": XSS, "rejected": " plain text.", "tie": True}
+    assert len(rows) == 2 + 1 + 3  # "both bad" dropped without --keep-both-bad
+    assert [lab.choice for lab in LabelStore(db).labels()] == ["a", "b", "tie", None, "both_bad"]
     assert [lab.feedback for lab in LabelStore(db).labels()][0] == "a bit better"

@@ -46,7 +46,7 @@ def test_sigkill_during_a_burst_loses_no_acknowledged_label(tmp_path):
     db = tmp_path / "l.sqlite"
     token = LabelStore(db).add_annotator("alice")
     acknowledged: list[int] = []
-    with serving(pairs, db) as (proc, url):
+    with serving(pairs, db, "--no-shuffle") as (proc, url):  # posted sides are the file's sides
         killed = threading.Event()
 
         def burst() -> None:

@@ -78,6 +78,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reward-models", nargs="+", default=None, metavar="DIR",
                    help="reward-model directories (`rlhf-gym reward train --out`) whose disagreement picks items")
     p.add_argument("--seed", type=int, default=None, help="seed of the random selection")
+    p.add_argument("--no-shuffle", action="store_true",
+                   help="show candidates in the file's order (default: each annotator sees each item's candidates "
+                        "in an order of their own, so no text is always on the left; labels are stored in the "
+                        "file's order either way)")
     p.set_defaults(func=run_serve)
 
     ann = commands.add_parser("annotators", help="create annotators (tokens) or list them",
@@ -210,7 +214,8 @@ def run_serve(args: argparse.Namespace) -> int:
 
     from rlhf_gym.feedback.app import create_app
 
-    app = create_app(store, overlap=args.overlap, mode=mode, scores=scores, seed=args.seed)
+    app = create_app(store, overlap=args.overlap, mode=mode, scores=scores, seed=args.seed,
+                     shuffle=not args.no_shuffle)
     print(f"{total} items ({added} new), {len(store.annotators())} annotators, selection {mode}, overlap {args.overlap}")
     if not store.annotators():
         print(f"no annotators yet: rlhf-gym label annotators add NAME --db {args.db}")

@@ -13,7 +13,7 @@ Content-Security-Policy that runs only the page's own inline script.
 >>> from rlhf_gym.feedback.store import LabelStore
 >>> store = LabelStore(tempfile.mkdtemp() + "/labels.sqlite")
 >>> token = store.add_annotator("ann"); _ = store.add_items([Item("Q:", (" a", " b"))])
->>> client = TestClient(create_app(store))
+>>> client = TestClient(create_app(store, shuffle=False))
 >>> client.get("/labels.jsonl").status_code
 401
 >>> client.post("/label", data={"item_id": "1", "choice": "b"}, params={"token": token},
@@ -30,9 +30,11 @@ import random
 import secrets
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -64,9 +66,11 @@ def _page(template: str, status: int = 200, **context: Any) -> HTMLResponse:
 
 def create_app(store: LabelStore, *, overlap: int = 1, mode: str = "random",
                scores: Mapping[int, Sequence[Sequence[float]]] | None = None, seed: int | None = None,
-               guidelines: str = GUIDELINES) -> Starlette:
+               guidelines: str = GUIDELINES, shuffle: bool = True) -> Starlette:
     """The app over ``store``: each item goes to ``overlap`` annotators, picked by ``mode`` (``random`` or
-    ``uncertainty`` over ``scores``: item id -> per reward model, per candidate scores)."""
+    ``uncertainty`` over ``scores``: item id -> per reward model, per candidate scores). With ``shuffle``
+    each annotator sees an item's candidates in an order of their own (:func:`display_order`), so no text
+    is always on the left; labels are stored in the file's order either way."""
     rng = random.Random(seed)
 
     def authenticate(request: Request) -> Annotator | Response:
@@ -77,8 +81,9 @@ def create_app(store: LabelStore, *, overlap: int = 1, mode: str = "random",
             if annotator is None:
                 return _page("login", 401, title="Log in", error="That token is not valid.")
             if request.method == "GET":  # drop the token from the address bar (and from history)
-                url = request.url.remove_query_params("token")  # relative: never to another host
-                response: Response = RedirectResponse(url.path + (f"?{url.query}" if url.query else ""), status_code=303)
+                url = request.url.remove_query_params("token")  # relative, and never "//host": same host
+                path = "/" + url.path.lstrip("/")
+                response: Response = RedirectResponse(path + (f"?{url.query}" if url.query else ""), status_code=303)
                 _set_cookie(response, query_token)
                 return response
             return annotator
@@ -102,8 +107,11 @@ def create_app(store: LabelStore, *, overlap: int = 1, mode: str = "random",
         previous = store.label_of(item_id, annotator.id)
         ranking = stored.item.kind == "ranking"
         names = [f"Candidate {i + 1}" for i in range(len(stored.item.candidates))] if ranking else ["A", "B"]
-        previous_ranking = ",".join(str(i + 1) for i in previous.ranking) if previous and previous.ranking else ""
-        return _page("item", status, title=f"Item {item_id}", me=annotator.name, item=stored.item, item_id=item_id,
+        order = display_order(item_id, annotator.id, len(stored.item.candidates), shuffle)
+        shown = replace(stored.item, candidates=tuple(stored.item.candidates[i] for i in order))
+        previous_ranking = (",".join(str(order.index(i) + 1) for i in previous.ranking)
+                            if previous and previous.ranking else "")
+        return _page("item", status, title=f"Item {item_id}", me=annotator.name, item=shown, item_id=item_id,
                      names=names, ranking=ranking, previous=previous, previous_ranking=previous_ranking,
                      shown=f"{time.time():.3f}", progress=progress(annotator), guidelines=guidelines)
 
@@ -145,6 +153,9 @@ def create_app(store: LabelStore, *, overlap: int = 1, mode: str = "random",
         if isinstance(annotator, Response):
             return annotator
         form = await request.form()
+        return await run_in_threadpool(store_label, annotator, form)  # the commit's fsync must not stall the loop
+
+    def store_label(annotator: Annotator, form: Mapping[str, Any]) -> Response:
         try:
             item_id, fields = _label_fields(form)
             stored = store.item(item_id)
@@ -154,10 +165,12 @@ def create_app(store: LabelStore, *, overlap: int = 1, mode: str = "random",
             if not mine and store.label_counts().get(item_id, 0) >= overlap:
                 return _page("message", 409, title="Already labelled", me=annotator.name,
                              message=f"Item {item_id} already has its {overlap} label(s); your answer was not stored.")
-            if stored.item.kind == "ranking":
-                fields["ranking"] = _parse_ranking(str(form.get("ranking", "")), len(stored.item.candidates))
+            order = display_order(item_id, annotator.id, len(stored.item.candidates), shuffle)
+            if stored.item.kind == "ranking":  # shown positions -> the file's candidate indices
+                fields["ranking"] = [order[d] for d in _parse_ranking(str(form.get("ranking", "")), len(order))]
             else:
-                fields["choice"] = str(form.get("choice", ""))
+                choice = str(form.get("choice", ""))
+                fields["choice"] = "ab"[order["ab".index(choice)]] if choice in ("a", "b") else choice
             store.add_label(item_id, annotator.id, **fields)  # committed before we answer
         except DataError as e:
             return _page("message", 400, title="Not stored", message=str(e), me=annotator.name)
@@ -194,6 +207,21 @@ def create_app(store: LabelStore, *, overlap: int = 1, mode: str = "random",
               Route("/", next_item), Route("/item/{item_id:int}", item_page), Route("/label", label, methods=["POST"]),
               Route("/labels", my_labels), Route("/labels.jsonl", my_labels_jsonl), Route("/guidelines", guide)]
     return Starlette(routes=routes)
+
+
+def display_order(item_id: int, annotator_id: int, k: int, shuffle: bool = True) -> list[int]:
+    """The order (candidate indices) in which ``annotator_id`` sees item ``item_id``'s ``k`` candidates: the
+    same on every visit, different across annotators and items; the file's order without ``shuffle``.
+
+    >>> display_order(1, 1, 2, shuffle=False)
+    [0, 1]
+    >>> sorted(display_order(7, 3, 4))
+    [0, 1, 2, 3]
+    """
+    order = list(range(k))
+    if shuffle:
+        random.Random(f"{item_id}:{annotator_id}").shuffle(order)
+    return order
 
 
 def _set_cookie(response: Response, token: str) -> None:
