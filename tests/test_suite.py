@@ -72,3 +72,26 @@ def test_bad_suite_flags_are_one_line(tmp_path, monkeypatch, capsys, argv, messa
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and message in err[0]
     assert not (tmp_path / "cache").exists()  # refused before any proxy was trained
+
+
+def _fake_run(root: Path, agent: str, start: float, end: float):
+    from rlhf_gym.runner.bench import BenchRun
+
+    out = root / "sentiment" / agent / "seed-0"
+    out.mkdir(parents=True)
+    evals = {k: 0.5 for k in ("rm_reward", "kl", "perplexity", "distinct_2")}
+    (out / "result.json").write_text(json.dumps({"eval": {**evals, "gold_reward": end},
+                                                 "initial_eval": {**evals, "gold_reward": start},
+                                                 "steps": 10, "updates": 1, "wall_time": 1.0}))
+    (out / "metrics.jsonl").write_text(json.dumps({"step": 0, "eval/gold_reward": start}) + "\n")
+    return BenchRun(root / "sentiment.yaml", root / f"{agent}.yaml", 0, out)
+
+
+def test_gold_is_normalised_from_the_starting_policy_not_best_of_n_s_own_start(tmp_path) -> None:
+    from rlhf_gym.runner.leaderboard import leaderboard
+
+    runs = [_fake_run(tmp_path, "ppo", 0.0, 0.6), _fake_run(tmp_path, "rloo", 0.0, 0.4),
+            _fake_run(tmp_path, "bon", 0.8, 0.8)]  # best-of-n's step 0 is already its best of n
+    board = leaderboard(runs, {"sentiment": {"start_gold": 0.0, "best_of_64_gold": 1.0, "proxy_accuracy": 0.9}})
+    norm = {r["agent"]: r["norm_gold"] for r in board["tasks"]}
+    assert norm == pytest.approx({"ppo": 0.6, "rloo": 0.4, "bon": 0.8})

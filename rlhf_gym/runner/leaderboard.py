@@ -42,9 +42,8 @@ def _normalise(gold: float, start: float, ceiling: float) -> float:
     return (gold - start) / (ceiling - start) if ceiling > start else math.nan
 
 
-def _seed_figures(run: BenchRun, ceiling: float) -> dict[str, Any]:
+def _seed_figures(run: BenchRun, ceiling: float, start: float) -> dict[str, Any]:
     saved = read_result(run.out)
-    start = saved["initial_eval"].get("gold_reward", math.nan)
     figures = {**saved["eval"], "wall_time": saved["wall_time"], "start_gold": start,
                "norm_gold": _normalise(saved["eval"].get("gold_reward", math.nan), start, ceiling),
                "tokens_to_threshold": math.nan, "wall_to_threshold": math.nan}
@@ -59,10 +58,17 @@ def _seed_figures(run: BenchRun, ceiling: float) -> dict[str, Any]:
 
 def leaderboard(runs: Sequence[BenchRun], norms: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """``{"tasks": [row per (task, agent)], "aggregate": [row per agent, best first], "norms": norms}``."""
+    done = [r for r in runs if r.status == "done"]
+    # The starting policy's held-out gold per task and seed: every on-policy run of that seed evaluates the same
+    # policy with the same sampler at step 0, so they agree; the median ignores an agent whose step-0
+    # evaluation is not the plain policy (best-of-n's is already its best of n).
+    initial: dict[tuple[str, int], list[float]] = {}
+    for r in done:
+        initial.setdefault((r.env, r.seed), []).append(read_result(r.out)["initial_eval"].get("gold_reward", math.nan))
     cells: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
-    for r in runs:
-        if r.status == "done":
-            cells.setdefault((r.env, r.agent), {})[r.seed] = _seed_figures(r, norms[r.env]["best_of_64_gold"])
+    for r in done:
+        start = float(np.median(initial[(r.env, r.seed)]))
+        cells.setdefault((r.env, r.agent), {})[r.seed] = _seed_figures(r, norms[r.env]["best_of_64_gold"], start)
     rows = []
     for (task, agent), seeds in cells.items():
         row: dict[str, Any] = {"task": task, "agent": agent, "seeds": len(seeds),

@@ -7,7 +7,8 @@ proxy and reports the task's gold, and hands the preset × agent × seed matrix 
 (resumable, every cell validated before the first run trains). The gold is never the training signal, so the
 leaderboard (:mod:`rlhf_gym.runner.leaderboard`) can show proxy gains that are not gold gains.
 
-Each task's gold is normalised between its starting policy (the run's own initial evaluation) and the
+Each task's gold is normalised between its starting policy (the median of the same seed's runs' step-0
+evaluations, which every on-policy run makes of the same policy; best-of-n's is already a best of n) and the
 best-of-64 gold of that policy (``best_of_n_gold`` of the task figures, selection by the gold itself): 0 is
 where training starts, 1 is what choosing the best of 64 samples reaches without leaving the policy's support.
 """
