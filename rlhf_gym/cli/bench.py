@@ -28,7 +28,9 @@ examples:
   # the leaderboard: every embedded task x PPO, GRPO, RLOO x 1 seed against each task's proxy (~15 min, 2 cores)
   rlhf-gym bench --suite embedded --quick --out runs/leaderboard-quick
 
-  # every task x every algorithm x 3 seeds (under 3 hours on 2 cores)
+  # every task x every algorithm x 3 seeds (measured: 1 h 33 min on 2 cores as two shards, one per core:
+  # --tasks concise arithmetic commongen / --tasks readability sentiment sentiment-readability, same --out;
+  # then this command without --tasks writes the leaderboard of all of them)
   rlhf-gym bench --suite embedded --out runs/leaderboard
 
 layout: OUT/ENV/AGENT/seed-S/ (ordinary run directories), OUT/results.md, OUT/results.json, OUT/curves.png;
