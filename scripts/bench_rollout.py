@@ -9,10 +9,16 @@ Measured on the same model, batch and length (every sequence runs to exactly ``-
                  own KV cache (``agent.predict(obs, state=agent.stepper())``) and the env keeps the
                  reference's, so every token costs two cached forwards and one ``env.step``;
 * ``naive``    — what a plain SB3-style loop does: re-encode the whole observation every token, no cache,
-                 then ``env.step`` (same number of repeats).
+                 then ``env.step`` (same number of repeats);
+* ``useful``   — the rollout as training runs it, **EOS on**: ``ours`` stopping rows at EOS; only real
+                 tokens (the episodes' mask) count;
+* ``lean``     — the reference for ``useful``: a hand-written KV-cached sampling loop with EOS off (one cached
+                 forward and one inverse-CDF draw per token, nothing else).
+
+``useful_ratio`` = useful real tokens/s ÷ lean tokens/s (issue 15's target: >= 0.85).
 
 Prints tokens/s for each and ends with
-``RESULT ratio=<ours/generate> token_ratio=<tokens/generate> naive_ratio=<naive/generate> ...``.
+``RESULT ratio=<ours/generate> token_ratio=<tokens/generate> naive_ratio=<naive/generate> useful_ratio=... ...``.
 
     python scripts/bench_rollout.py                       # embedded tiny GPT-2, CPU
     python scripts/bench_rollout.py --gpt2-124m --device cuda   # GPT-2-size model (random weights), GPU
@@ -29,7 +35,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from rlhf_gym.agents import PPO
-from rlhf_gym.core.generation import sample
+from rlhf_gym.core.generation import cached_forward, sample
 from rlhf_gym.envs import TextGenVecEnv
 
 
@@ -115,7 +121,27 @@ def main() -> None:
             actions[actions == e.eos] = e.pad + 1 if e.pad + 1 != e.eos else 1  # keep every row running
             obs, *_ = env.step(actions)
 
-    fns = {"ours": ours, "generate": generate, "tokens": tokens}
+    useful_tokens: list[int] = []
+
+    def useful():  # the training rollout: rows stop at EOS and ride along as padding until the longest ends
+        out = sample(policy, ids, mask, max_new_tokens=args.length, eos_token_id=e.eos, pad_token_id=e.pad,
+                     generator=gen)
+        env.score_episodes(ids, mask, out.tokens, out.mask, idx, logprobs=out.logprobs)
+        useful_tokens.append(int(out.mask.sum()))
+
+    def lean():  # one cached forward + one inverse-CDF draw per token, EOS off: the machine's sampling speed
+        with torch.no_grad():
+            positions = (mask.cumsum(-1) - 1).clamp_min(0)  # left padding: positions count real tokens only
+            logits, cache = cached_forward(policy, ids, mask, positions)
+            m, position = mask, positions[:, -1:]
+            for _ in range(args.length):
+                u = torch.rand(logits.shape[0], 1, generator=gen, device=device)
+                probs = logits[:, -1].softmax(-1)
+                token = torch.searchsorted(probs.cumsum(-1), u).clamp_max(probs.shape[-1] - 1)
+                m, position = torch.cat([m, torch.ones_like(token)], dim=1), position + 1
+                logits, cache = cached_forward(policy, token, m, position, cache)
+
+    fns = {"ours": ours, "generate": generate, "tokens": tokens, "useful": useful, "lean": lean}
     if not args.skip_naive:
         fns["naive"] = naive
     times = interleaved(fns, args.repeats, device)
@@ -128,7 +154,13 @@ def main() -> None:
     token_ratio = statistics.median(
         (step_tokens["n"] / t) / (n_tokens / g) for g, t in zip(times["generate"], times["tokens"]))
     print(f"agent stepping make_vec env per token:  {step_tokens['n'] / med['tokens']:10.0f} tokens/s")
-    result = f"RESULT ratio={ratio:.3f} token_ratio={token_ratio:.3f}"
+    real = useful_tokens[1:]  # the warm-up call's count is dropped, as its time is
+    useful_ratio = statistics.median((k / u) / (n_tokens / lean_t)
+                                     for k, u, lean_t in zip(real, times["useful"], times["lean"]))
+    print(f"training rollout, EOS on (real tokens): {statistics.median(real) / med['useful']:10.0f} tokens/s "
+          f"({statistics.median(real) / n_tokens:.0%} of the batch's token slots are real)")
+    print(f"lean KV-cached sampling loop, EOS off:  {n_tokens / med['lean']:10.0f} tokens/s")
+    result = f"RESULT ratio={ratio:.3f} token_ratio={token_ratio:.3f} useful_ratio={useful_ratio:.3f}"
     if "naive" in times:
         print(f"naive per-token re-encode + env.step:   {n_tokens / med['naive']:10.0f} tokens/s")
         naive_ratio = statistics.median(g / n for g, n in zip(times["generate"], times["naive"]))
