@@ -126,3 +126,30 @@ def test_fork_safe_torch_only_acts_in_a_forked_process():
 
     assert registration.fork_safe_torch() is False  # the importing process keeps its threads
     assert registration.make_text_env.metadata is registration.TextGenEnv.metadata
+
+
+def test_importing_the_package_registers_ids_without_loading_models_and_forks_stay_safe() -> None:
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import os, sys
+        import gymnasium as gym
+        import rlhf_gym
+        assert "rlhf_gym/Sentiment-v0" in gym.registry, "ids are registered on import"
+        assert "transformers" not in sys.modules and "rlhf_gym.envs" not in sys.modules, "nothing heavy yet"
+        import torch
+        torch.set_num_threads(2)
+        pid = os.fork()
+        if pid == 0:  # a forked child that imports the env module only now is still made safe
+            from rlhf_gym.envs import fork_safe_torch
+            os._exit(0 if fork_safe_torch() and torch.get_num_threads() == 1 else 1)
+        _, status = os.waitpid(pid, 0)
+        from rlhf_gym.envs import fork_safe_torch
+        assert os.waitstatus_to_exitcode(status) == 0 and not fork_safe_torch()  # the importing process is left alone
+        print(rlhf_gym.envs.make_async.__name__)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "make_async"

@@ -28,6 +28,7 @@ from typing import Any
 import gymnasium as gym
 import torch
 
+from rlhf_gym import IMPORT_PID
 from rlhf_gym.envs.textgen import TextGenEnv
 from rlhf_gym.envs.vector import TextGenVecEnv
 from rlhf_gym.tasks import env_kwargs, list_tasks, register_env_id
@@ -38,8 +39,9 @@ __all__ = ["ENV_IDS", "register_envs", "make_text_env", "make_text_vec_env", "fo
 #: The built-in tasks' ids and their registered keyword arguments (the task's name).
 ENV_IDS = {task.env_id: env_kwargs(task) for task in list_tasks()}
 
-# The process that imported this module, then each forked process once it has been made safe.
-_safe_pid = os.getpid()
+# The process that imported rlhf_gym (a forked child may import this module first), then each forked
+# process once it has been made safe.
+_safe_pid = IMPORT_PID
 
 
 def fork_safe_torch() -> bool:
