@@ -100,6 +100,8 @@ def test_people_s_labels_of_arena_battles_rate_the_policies(tmp_path, capsys) ->
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("RESULT battles=12 long.rating=")
     board = json.loads((out / "arena.json").read_text())
     assert [r["policy"] for r in board["rows"]] == ["long", "short"] and board["rows"][0]["win_rate"] == 11.5 / 12
+    assert main(["arena", "--task", "concise", "--labels", str(tmp_path / "labels.sqlite"), "--out", str(tmp_path / "x")]) == 2
+    assert "holds battles of task 'sentiment', not --task concise" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("policies,message", [

@@ -124,7 +124,12 @@ def _rate_labels(args: argparse.Namespace, task: Any, console: Console) -> int:
     if args.pairs_only or args.annotators:
         raise ConfigError("--pairs-only and --annotators go with --policies, not --labels")
     out = check_output(args.out)
-    matches, battles = matches_from_labels(LabelStore(args.labels, create=False))
+    store = LabelStore(args.labels, create=False)
+    others = sorted({s.item.task for s in store.items() if s.item.task not in (None, task.name) and "policy1" in s.item.meta})
+    if others:
+        raise ConfigError(f"--labels {args.labels} holds battles of task {others[0]!r}, not --task {task.name}: "
+                          "the mean gold would be judged by the wrong task")
+    matches, battles = matches_from_labels(store)
     return _write_board(args, task, console, out, matches, battles, f"Arena on {task.name} (people's labels)")
 
 
