@@ -232,9 +232,8 @@ def run_sample(args: argparse.Namespace) -> int:
 
     from rlhf_gym.cli.arena import resolve_policy
     from rlhf_gym.core.data import load_prompts
-    from rlhf_gym.feedback.arena import battles_to_pairs, sample_battles
+    from rlhf_gym.feedback.arena import battles_to_pairs, sample_battles, sample_pairs
     from rlhf_gym.io import check_output, write_text_atomic
-    from rlhf_gym.rewards.annotators import CandidateGenerator
     from rlhf_gym.tasks import get_task
 
     if args.n < 1:
@@ -253,13 +252,11 @@ def run_sample(args: argparse.Namespace) -> int:
     prompts = load_prompts(task.train_prompts, n=args.n)
     if len(policies) == 1:
         [(name, model)] = policies.items()
-        gen = CandidateGenerator(model, max_new_tokens=task.max_new_tokens, seed=args.seed, gold=task.make_gold)
-        first, second = gen.continuations(prompts, temperature=1.0), gen.continuations(prompts, temperature=1.0)
-        rows = [{"prompt": p, "candidate1": a, "candidate2": b, "task": task.name, "meta": {"policy": name}}
-                for p, a, b in zip(prompts, first, second) if a != b]  # the same text twice is nothing to compare
+        rows = sample_pairs(model, prompts, max_new_tokens=task.max_new_tokens, seed=args.seed, task=task.name,
+                            meta={"policy": name})
     else:
         battles, _ = sample_battles(policies, prompts, max_new_tokens=task.max_new_tokens, seed=args.seed)
-        rows = [r for r in battles_to_pairs(battles, task.name) if r["candidate1"] != r["candidate2"]]
+        rows = battles_to_pairs(battles, task.name, drop_identical=True)
     if not rows:
         raise ConfigError(f"every sampled pair had two identical texts; nothing written to {out}")
     write_text_atomic(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))

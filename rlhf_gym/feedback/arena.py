@@ -25,7 +25,7 @@ from rlhf_gym.rewards.annotators import Annotator, CandidateGenerator
 from rlhf_gym.rewards.base import RewardFunction
 from rlhf_gym.rewards.elo import Match, bootstrap_elo
 
-__all__ = ["Battle", "sample_battles", "judge_battles", "battles_to_pairs", "matches_from_labels", "arena_board", "to_markdown", "to_html"]
+__all__ = ["Battle", "sample_battles", "sample_pairs", "judge_battles", "battles_to_pairs", "matches_from_labels", "arena_board", "to_markdown", "to_html"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,16 @@ def sample_battles(policies: Mapping[str, Any], prompts: Sequence[str], *, max_n
             first, second = (a, b) if rng.random() < 0.5 else (b, a)  # no side is always the same policy
             battles.append(Battle(prompt, first, second, texts[first][k], texts[second][k]))
     return battles, texts
+
+
+def sample_pairs(model: Any, prompts: Sequence[str], *, max_new_tokens: int, seed: int = 0, task: str | None = None,
+                 meta: Mapping[str, Any] | None = None, device: str | None = None) -> list[dict[str, Any]]:
+    """Pairs-file rows of one policy: two continuations of each prompt (temperature 1); a prompt whose two
+    texts came out the same is dropped (nothing to compare)."""
+    gen = CandidateGenerator(model, device=device, max_new_tokens=max_new_tokens, seed=seed)
+    first, second = gen.continuations(list(prompts), temperature=1.0), gen.continuations(list(prompts), temperature=1.0)
+    return [{"prompt": p, "candidate1": a, "candidate2": b, **({"task": task} if task else {}), "meta": dict(meta or {})}
+            for p, a, b in zip(prompts, first, second, strict=True) if a != b]
 
 
 def judge_battles(battles: Sequence[Battle], annotators: Sequence[Annotator], gold: RewardFunction) -> list[Match]:

@@ -127,19 +127,16 @@ def _sample_labels(cfg: IterateConfig, r: int, policy: str, path: Path) -> None:
 def _human_labels(cfg: IterateConfig, r: int, policy: str, path: Path, say: Callable[[str], None]) -> None:
     """Queues ``labels_per_round`` pairs of the policy's samples in the label store, waits until each has
     ``overlap`` labels, and writes the people's verdicts (ties and "both bad" dropped) to ``path``."""
+    from rlhf_gym.feedback.arena import sample_pairs
     from rlhf_gym.feedback.export import export_rows
     from rlhf_gym.feedback.items import read_items
     from rlhf_gym.feedback.store import LabelStore
-    from rlhf_gym.rewards.annotators import CandidateGenerator
 
     task, store = get_task(cfg.task), LabelStore(cfg.humans, create=False)
     pairs = path.with_name("pairs.jsonl")
     if not pairs.is_file():
-        prompts = _round_prompts(cfg, r, 1)[: cfg.labels_per_round]
-        gen = CandidateGenerator(policy, max_new_tokens=task.max_new_tokens, seed=_round_seed(cfg, r))
-        first, second = gen.continuations(prompts, 1.0), gen.continuations(prompts, 1.0)
-        rows = [{"prompt": p, "candidate1": a, "candidate2": b, "task": task.name, "meta": {"iterate_round": r}}
-                for p, a, b in zip(prompts, first, second, strict=True) if a != b]
+        rows = sample_pairs(policy, _round_prompts(cfg, r, 1)[: cfg.labels_per_round], max_new_tokens=task.max_new_tokens,
+                            seed=_round_seed(cfg, r), task=task.name, meta={"iterate_round": r})
         write_text_atomic(pairs, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
     items = read_items(pairs)
     store.add_items(items, source=f"iterate round {r}")
