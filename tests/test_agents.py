@@ -13,7 +13,7 @@ from conftest import build_tiny_lm
 import rlhf_gym  # noqa: F401  (registers the envs)
 from rlhf_gym.agents import A2C, NLPO, PPO, PPOConfig, RolloutBuffer, gae, whiten
 from rlhf_gym.agents import core as agents_core
-from rlhf_gym.core.generation import position_ids_from_mask, top_p_mask
+from rlhf_gym.core.generation import position_ids_from_mask, top_p_mask, trim_left_padding
 from rlhf_gym.core.kl import kl_estimate
 from rlhf_gym.envs import TextGenVecEnv
 from rlhf_gym.errors import ConfigError, ModelError
@@ -226,15 +226,18 @@ def test_nlpo_refresh_changes_the_masks_used_while_sampling(tiny_lm_dir, prompts
     real_sample = agents_core.sample
 
     def spy(model, input_ids, attention_mask, **kw):
-        mask_fn, first = kw["logits_mask_fn"], {}
+        mask_fn, first = kw["logits_mask"], {}
 
-        def recording(ids, mask, past):
-            allowed = mask_fn(ids, mask, past)
-            first.setdefault("step0", (allowed.clone(), ids.clone(), mask.clone()))
-            return allowed
+        class Recording:  # the sampler's lockstep mask, recording the first step's allowed tokens
+            model = mask_fn.model
 
-        out = real_sample(model, input_ids, attention_mask, **{**kw, "logits_mask_fn": recording})
-        allowed, ids, mask = first["step0"]
+            def allowed(self, logits):
+                allowed = mask_fn.allowed(logits)
+                first.setdefault("step0", allowed.clone())
+                return allowed
+
+        out = real_sample(model, input_ids, attention_mask, **{**kw, "logits_mask": Recording()})
+        allowed, (ids, mask) = first["step0"], trim_left_padding(input_ids, attention_mask)
         current = top_p_mask(agent.policy.next_token_logits(ids, mask), top_p, k)
         with torch.no_grad():
             logits = initial(ids, attention_mask=mask, position_ids=position_ids_from_mask(mask)).logits[:, -1]
@@ -253,7 +256,7 @@ def test_nlpo_refresh_changes_the_masks_used_while_sampling(tiny_lm_dir, prompts
     assert not same[4][1]
     # predict() and the update use the same masking model as the sampler
     ids, mask, _ = env.sample_prompts(4)
-    fresh = agent.sampling_mask_fn()(ids, mask, None)
+    fresh = agent.sampling_mask_fn()(ids, mask)
     torch.testing.assert_close(fresh, agent.next_token_mask(ids, mask))
     with torch.no_grad():
         logits = agent.mask_policy(ids, attention_mask=mask, position_ids=position_ids_from_mask(mask)).logits[:, -1]

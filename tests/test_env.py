@@ -9,7 +9,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 import rlhf_gym  # noqa: F401  (registers the envs)
-from rlhf_gym.core.generation import position_ids_from_mask, sample
+from rlhf_gym.core.generation import position_ids_from_mask
+from rlhf_gym.core.sampler import sample
 from rlhf_gym.envs import TextGenEnv, TextGenVecEnv
 from rlhf_gym.errors import ConfigError, DataError, ModelError, RewardError
 

@@ -49,7 +49,7 @@ from rlhf_gym.agents.buffer import RolloutBuffer
 from rlhf_gym.agents.core import OnPolicyAgent
 from rlhf_gym.agents.rollout import OnPolicyConfig
 from rlhf_gym.core.checks import check, is_int
-from rlhf_gym.core.generation import Samples
+from rlhf_gym.core.sampler import Samples
 from rlhf_gym.rewards.base import checked_scores
 
 

@@ -32,7 +32,8 @@ from rlhf_gym.agents.rollout import Callback, OnPolicyConfig, Rollouts, run_call
 from rlhf_gym.agents.saving import Checkpointing
 from rlhf_gym.agents.stepping import PolicyStepper
 from rlhf_gym.core.checks import resolve_device
-from rlhf_gym.core.generation import Samples, sample, sample_categorical, trim_left_padding
+from rlhf_gym.core.generation import sample_categorical, trim_left_padding
+from rlhf_gym.core.sampler import LockstepMask, Samples, sample
 from rlhf_gym.core.kl import make_kl_controller
 from rlhf_gym.core.models import load_causal_lm, load_tokenizer
 from rlhf_gym.envs.vector import TextGenVecEnv
@@ -183,8 +184,8 @@ class OnPolicyAgent(Rollouts, PtxMixin, Checkpointing):
         return self.env
 
     # ----- hooks an algorithm may override ---------------------------------------------------------------
-    def sampling_mask_fn(self) -> Callable | None:
-        """``logits_mask_fn`` for :func:`~rlhf_gym.core.generation.sample` (None: all tokens allowed)."""
+    def sampling_mask_fn(self) -> LockstepMask | None:
+        """``logits_mask`` for :func:`~rlhf_gym.core.sampler.sample` (None: all tokens allowed)."""
         return None
 
     def action_mask(self, mb: Minibatch) -> torch.Tensor | None:
@@ -288,8 +289,9 @@ class OnPolicyAgent(Rollouts, PtxMixin, Checkpointing):
         return sample(self.policy.lm, prompt_ids.to(self.device), prompt_mask.to(self.device),
                       max_new_tokens=max_new_tokens, eos_token_id=engine.eos,
                       pad_token_id=engine.pad, temperature=self.config.temperature,
-                      generator=generator or self._sample_gen, logits_mask_fn=self.sampling_mask_fn(),
-                      min_new_tokens=min(getattr(engine, "min_new_tokens", 0), max_new_tokens))
+                      generator=generator or self._sample_gen, logits_mask=self.sampling_mask_fn(),
+                      min_new_tokens=min(getattr(engine, "min_new_tokens", 0), max_new_tokens),
+                      slots=getattr(self.config, "rollout_slots", None))
 
     @torch.no_grad()
     def predict(self, observation: dict, state: Any = None, episode_start: Any = None,

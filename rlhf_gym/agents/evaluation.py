@@ -1,7 +1,7 @@
 r"""Evaluating a policy on held-out prompts: gold and reward-model reward, KL, perplexity, diversity.
 
 :func:`evaluate` samples one continuation per prompt with the KV-cached batched sampler
-(:func:`rlhf_gym.core.generation.sample`) and reports:
+(:func:`rlhf_gym.core.sampler.sample`) and reports:
 
 * ``gold_reward`` — mean gold-judge score: the environment's task's gold (:attr:`rlhf_gym.tasks.Task.gold`;
   VADER compound sentiment for ``sentiment``, the embedded world's stand-in for the human);
@@ -50,7 +50,8 @@ from transformers import PreTrainedModel
 
 from rlhf_gym.core.checks import check_int, check_number, is_int
 from rlhf_gym.core.data import load_prompts
-from rlhf_gym.core.generation import left_pad, sample, token_logprobs
+from rlhf_gym.core.generation import left_pad, token_logprobs
+from rlhf_gym.core.sampler import sample
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.rewards.base import RewardFunction, as_reward_function, checked_scores
 from rlhf_gym.tasks import DEFAULT_TASK, Task, get_task

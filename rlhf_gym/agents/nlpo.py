@@ -7,8 +7,8 @@ of the policy, refreshed every ``mask_update_every`` rollouts, so the mask follo
 
 The mask is applied in both places the policy's distribution appears, so they agree:
 
-* while sampling, through ``logits_mask_fn`` of :func:`~rlhf_gym.core.generation.sample` (the masking
-  policy runs alongside with its own KV cache), and in :meth:`predict`;
+* while sampling, as the ``logits_mask`` of :func:`~rlhf_gym.core.sampler.sample` (the masking policy runs
+  in lockstep with the policy, with its own KV cache), and in :meth:`predict`;
 * in the update, where the log-probs, ratios and entropy come from the masked, renormalised distribution
   (one teacher-forced forward of the masking policy per minibatch).
 
@@ -35,7 +35,7 @@ from rlhf_gym.agents.buffer import Minibatch, RolloutBuffer
 from rlhf_gym.agents.policy import vocab_size
 from rlhf_gym.agents.ppo import PPO, PPOConfig
 from rlhf_gym.core.checks import check, is_int, is_number
-from rlhf_gym.core.generation import cached_forward, position_ids_from_mask, top_p_mask
+from rlhf_gym.core.generation import position_ids_from_mask, top_p_mask
 from rlhf_gym.core.models import freeze, load_causal_lm, quiet_transformers
 
 
@@ -59,24 +59,26 @@ class NLPOConfig(PPOConfig):
 
 
 class TopPMask:
-    """``logits_mask_fn`` for :func:`~rlhf_gym.core.generation.sample`: the masking model's top-p next tokens.
+    """``logits_mask`` for :func:`~rlhf_gym.core.sampler.sample`: the masking model's top-p next tokens.
 
-    The sampler calls it once per step with the sequences so far; it keeps its own KV cache, so after the
-    first call it feeds only the newest token. Use one instance per ``sample`` call.
+    The sampler runs ``model`` in lockstep with the policy (same rows, its own KV cache) and asks
+    :meth:`allowed` which of the next tokens the masking model's logits permit.
     """
 
     def __init__(self, model: PreTrainedModel, top_p: float, min_tokens: int):
-        self.model, self.top_p, self.min_tokens, self.past = model, top_p, min_tokens, None
+        self.model, self.top_p, self.min_tokens = model, top_p, min_tokens
+
+    def allowed(self, logits: torch.Tensor) -> torch.Tensor:
+        """Boolean ``(N, V)``: the top-p nucleus (at least ``min_tokens``) of next-token ``logits``."""
+        return top_p_mask(logits.float(), self.top_p, self.min_tokens)
 
     @torch.no_grad()
-    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, _policy_past: object) -> torch.Tensor:
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The mask after left-padded sequences, from one forward of the masking model (``predict``)."""
         positions = position_ids_from_mask(attention_mask)
-        if self.past is None:
-            logits, self.past = cached_forward(self.model, input_ids, attention_mask, positions)
-        else:
-            logits, self.past = cached_forward(self.model, input_ids[:, -1:], attention_mask, positions[:, -1:],
-                                               self.past)
-        return top_p_mask(logits[:, -1].float(), self.top_p, self.min_tokens)
+        logits = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+                            logits_to_keep=1).logits[:, -1]
+        return self.allowed(logits)
 
 
 class NLPO(PPO):
@@ -110,7 +112,7 @@ class NLPO(PPO):
 
     @torch.no_grad()
     def next_token_mask(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.sampling_mask_fn()(input_ids, attention_mask, None)
+        return self.sampling_mask_fn()(input_ids, attention_mask)
 
     def update(self, buffer: RolloutBuffer) -> dict[str, float]:
         metrics = super().update(buffer)

@@ -1,22 +1,19 @@
-"""KV-cached sampling from a causal LM, shared by the environments, the agents and the benchmarks.
+"""The pieces of KV-cached sampling shared by the sampler, the environments, the agents and the benchmarks.
 
 Inputs are left-padded (the newest token is always in the last column), which is what lets a whole batch
 advance one token per forward with one KV cache. Position ids come from the attention mask, so left padding
-does not shift positions.
+does not shift positions. The sampler itself is :func:`rlhf_gym.core.sampler.sample`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
-
-from rlhf_gym.core.checks import check_int
 
 #: The KV cache's keyword and output field: ``cache`` since transformers 5.x renamed it, ``past_key_values``
 #: before (the old name still works there, with a deprecation warning on every forward).
@@ -35,15 +32,6 @@ def cached_forward(model: PreTrainedModel, input_ids: torch.Tensor, attention_ma
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True,
                 **kwargs)
     return out.logits, getattr(out, CACHE_FIELD)
-
-
-@dataclass
-class Samples:
-    """What :func:`sample` returns: right-padded completions and the sampling log-probs of each token."""
-
-    tokens: torch.Tensor  # (N, T) long, pad after the first EOS
-    logprobs: torch.Tensor  # (N, T) float, log-prob of each token under the sampling distribution
-    mask: torch.Tensor  # (N, T) bool, True for generated tokens up to and including EOS
 
 
 def left_pad(seqs: Sequence[Sequence[int]], pad_token_id: int, width: int | None = None,
@@ -79,19 +67,31 @@ def token_logprobs(
     tokens: torch.Tensor,
     token_mask: torch.Tensor,
     temperature: float = 1.0,
+    rows_per_forward: int = 32,
 ) -> torch.Tensor:
     """Teacher-forced ``log p(token_t | prompt, tokens_<t)`` of right-padded ``tokens`` after left-padded prompts.
 
-    One forward per batch; the result is ``(N, T)`` and 0 where ``token_mask`` is False.
+    The result is ``(N, T)`` on ``tokens``' device and 0 where ``token_mask`` is False. Rows are sorted by
+    length and run ``rows_per_forward`` at a time, each forward trimmed to its rows' own width: a rollout's
+    lengths vary, and padding costs as much compute as a real token.
     """
     device = next(model.parameters()).device
-    ids = torch.cat([prompt_ids, tokens], dim=1).to(device)
-    mask = torch.cat([prompt_mask.long(), token_mask.long()], dim=1).to(device)
-    t = tokens.shape[1]
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask),
-                   logits_to_keep=t + 1).logits[:, :-1].float()
-    logp = (logits / temperature).log_softmax(-1).gather(-1, tokens.to(device)[..., None]).squeeze(-1)
-    return (logp * token_mask.to(device)).cpu()
+    out = torch.zeros(tokens.shape, device=device)
+    if not len(tokens):
+        return out.to(tokens.device)
+    prompt_mask, token_mask = prompt_mask.to(device).long(), token_mask.to(device).bool()
+    prompt_len, completion_len = prompt_mask.sum(1), token_mask.sum(1)
+    order = torch.argsort(prompt_len + completion_len, stable=True)
+    for chunk in order.split(rows_per_forward):
+        p, t = int(prompt_len[chunk].max()), max(1, int(completion_len[chunk].max()))
+        ids = torch.cat([prompt_ids[chunk.to(prompt_ids.device), -p:].to(device),
+                         tokens[chunk.to(tokens.device), :t].to(device)], dim=1)
+        mask = torch.cat([prompt_mask[chunk, -p:], token_mask[chunk, :t].long()], dim=1)
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask),
+                       logits_to_keep=t + 1).logits[:, :-1].float()
+        logp = (logits / temperature).log_softmax(-1).gather(-1, ids[:, -t:, None]).squeeze(-1)
+        out[chunk, :t] = logp * mask[:, -t:]
+    return out.to(tokens.device)
 
 
 def sample_categorical(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -125,65 +125,3 @@ def process_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 
     if top_p < 1.0:
         logits = logits.masked_fill(~top_p_mask(logits, top_p), float("-inf"))
     return logits
-
-
-@torch.no_grad()
-def sample(
-    model: PreTrainedModel,
-    input_ids: torch.Tensor,
-    attention_mask: torch.Tensor,
-    *,
-    max_new_tokens: int,
-    eos_token_id: int,
-    pad_token_id: int,
-    temperature: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    generator: torch.Generator | None = None,
-    logits_mask_fn: Callable[[torch.Tensor, torch.Tensor, object], torch.Tensor] | None = None,
-    min_new_tokens: int = 0,
-) -> Samples:
-    """Samples up to ``max_new_tokens`` continuations of left-padded prompts with one KV cache.
-
-    ``logits_mask_fn(input_ids, attention_mask, past)`` may return a boolean mask of allowed tokens per row
-    (NLPO's top-p action mask); it is called with the full sequences so far. Finished rows emit padding.
-    EOS is never drawn as one of the first ``min_new_tokens`` tokens (it is masked before temperature,
-    top-k and top-p, so they act on the remaining tokens, as the env's ``action_masks()`` does).
-    """
-    min_new_tokens = check_int(min_new_tokens, "min_new_tokens", low=0)
-    input_ids, attention_mask = trim_left_padding(input_ids, attention_mask)
-    n, device = input_ids.shape[0], input_ids.device
-    tokens = torch.full((n, max_new_tokens), pad_token_id, dtype=torch.long, device=device)
-    logprobs = torch.zeros(n, max_new_tokens, device=device)
-    mask = torch.zeros(n, max_new_tokens, dtype=torch.bool, device=device)
-    finished = torch.zeros(n, dtype=torch.bool, device=device)
-    positions = position_ids_from_mask(attention_mask)
-    logits_all, past = cached_forward(model, input_ids, attention_mask, positions)
-    next_pos = positions[:, -1:] + 1
-    seq_ids, seq_mask = input_ids, attention_mask
-    sync_every = 1 if device.type == "cpu" else 16  # avoid a host sync per token on accelerators
-    for t in range(max_new_tokens):
-        logits = logits_all[:, -1].float()
-        if t < min_new_tokens:
-            logits = logits.index_fill(-1, torch.tensor([eos_token_id], device=device), float("-inf"))
-        logits = process_logits(logits, temperature, top_k, top_p)
-        if logits_mask_fn is not None:
-            allowed = logits_mask_fn(seq_ids, seq_mask, past)
-            if t < min_new_tokens:  # a mask of EOS alone must not leave a row with nothing to draw
-                allowed = allowed.index_fill(-1, torch.tensor([eos_token_id], device=device), False)
-                allowed = allowed | ~allowed.any(-1, keepdim=True)
-            logits = logits.masked_fill(~allowed, float("-inf"))
-        logp = logits.log_softmax(-1)
-        token = sample_categorical(logp.exp(), generator)
-        token = torch.where(finished, pad_token_id, token)
-        tokens[:, t] = token
-        logprobs[:, t] = logp.gather(-1, token[:, None]).squeeze(-1).masked_fill(finished, 0.0)
-        mask[:, t] = ~finished
-        finished = finished | (token == eos_token_id)
-        if t == max_new_tokens - 1 or ((t + 1) % sync_every == 0 and bool(finished.all())):
-            break
-        seq_mask = torch.cat([seq_mask, torch.ones_like(seq_mask[:, :1])], dim=1)
-        seq_ids = torch.cat([seq_ids, token[:, None]], dim=1)
-        logits_all, past = cached_forward(model, token[:, None], seq_mask, next_pos, past)
-        next_pos = next_pos + 1
-    return Samples(tokens, logprobs, mask)

@@ -23,7 +23,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhf_gym.core.checks import check, check_int, check_number
-from rlhf_gym.core.generation import position_ids_from_mask, top_p_mask
+from rlhf_gym.core.generation import token_logprobs, top_p_mask
 from rlhf_gym.core.kl import check_estimator, kl_estimate
 from rlhf_gym.core.models import check_vocab
 from rlhf_gym.core.window import SlidingWindowLM
@@ -258,7 +258,7 @@ class EpisodeEngine:
         """Rewards for whole episodes: one teacher-forced reference forward and one reward call.
 
         ``prompt_ids``/``prompt_mask`` are left-padded ``(N, P)``; ``tokens``/``token_mask`` are the
-        right-padded completions ``(N, T)`` (as :func:`rlhf_gym.core.generation.sample` returns them).
+        right-padded completions ``(N, T)`` (as :func:`rlhf_gym.core.sampler.sample` returns them).
         """
         prompt_ids, prompt_mask = prompt_ids.to(self.device), prompt_mask.to(self.device)
         tokens, token_mask = tokens.to(self.device), token_mask.to(self.device).bool()
@@ -272,12 +272,7 @@ class EpisodeEngine:
                 at = int((tokens[row, :k] == self.eos).nonzero()[0, 0])
                 raise ConfigError(f"episode {row} ends with EOS as token {at + 1}, but min_new_tokens="
                                   f"{self.min_new_tokens} forbids EOS before {self.min_new_tokens} tokens")
-        t = tokens.shape[1]
-        ids = torch.cat([prompt_ids, tokens], dim=1)
-        mask = torch.cat([prompt_mask.long(), token_mask.long()], dim=1)
-        logits = self.ref(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask),
-                          logits_to_keep=t + 1).logits[:, :-1]
-        ref_logp = logits.float().log_softmax(-1).gather(-1, tokens[..., None]).squeeze(-1)
+        ref_logp = token_logprobs(self.ref, prompt_ids, prompt_mask, tokens, token_mask)
         kl_part = self.kl_rewards(ref_logp, policy_logprobs) * token_mask
         lengths = token_mask.sum(1)
         completions = self.tok.batch_decode(

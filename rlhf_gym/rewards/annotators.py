@@ -234,7 +234,7 @@ class CandidateGenerator:
     def continuations(self, prompts: Sequence[str], temperature: float,
                       on_progress: Progress | None = None) -> list[str]:
         """One sampled continuation per prompt (special tokens dropped, possibly empty)."""
-        from rlhf_gym.core.generation import sample
+        from rlhf_gym.core.sampler import sample
 
         tok, texts = self.tokenizer, []
         for start in range(0, len(prompts), self.batch_size):

@@ -1,0 +1,124 @@
+"""A preallocated KV cache that is written in place: no ``torch.cat`` per token, rows and columns compactable.
+
+``transformers``' :class:`~transformers.DynamicCache` concatenates every layer's keys and values on every
+forward, copying the whole cache each token. :class:`SlabCache` keeps each layer's keys and values in one
+buffer of ``capacity`` columns, writes a forward's new columns into it and hands attention a view of the
+filled prefix, so a decode step copies only the new token's keys. The samplers keep every sequence's newest
+token in the last column, so all rows write the same columns; :meth:`SlabCache.drop_columns` discards
+leading columns no row attends to any more (a finished row's, a window's oldest) and
+:meth:`SlabCache.keep_rows` the rows of finished sequences. The buffer doubles when it is full.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers.cache_utils import Cache, DynamicLayer
+
+
+class SlabLayer(DynamicLayer):
+    """One layer's keys and values in a preallocated ``(B, H, capacity, D)`` buffer; ``keys`` is a view."""
+
+    def __init__(self, capacity: int = 64):
+        super().__init__()
+        self.capacity, self.length = capacity, 0
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        b, h, _, d = key_states.shape
+        self.device = key_states.device
+        self._k = key_states.new_zeros(b, h, self.capacity, d)
+        self._v = value_states.new_zeros(b, h, self.capacity, value_states.shape[-1])
+        self.is_initialized = True
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        w = key_states.shape[-2]
+        if self.length + w > self.capacity:
+            self._resize(max(2 * self.capacity, self.length + w))
+        self._k[:, :, self.length:self.length + w] = key_states
+        self._v[:, :, self.length:self.length + w] = value_states
+        self.length += w
+        self.keys, self.values = self._k[:, :, :self.length], self._v[:, :, :self.length]
+        return self.keys, self.values
+
+    def _resize(self, capacity: int) -> None:
+        k, v = self._k, self._v
+        self.capacity = capacity
+        self._k = k.new_zeros(*k.shape[:2], capacity, k.shape[-1])
+        self._v = v.new_zeros(*v.shape[:2], capacity, v.shape[-1])
+        self._k[:, :, :self.length], self._v[:, :, :self.length] = k[:, :, :self.length], v[:, :, :self.length]
+
+    def get_seq_length(self) -> int:
+        return self.length
+
+    def get_max_length(self) -> int:
+        return -1
+
+    def drop_columns(self, n: int) -> None:
+        if n <= 0 or not self.is_initialized:
+            return
+        keep = self.length - n
+        self._k[:, :, :keep] = self._k[:, :, n:self.length].clone()
+        self._v[:, :, :keep] = self._v[:, :, n:self.length].clone()
+        self.length = keep
+        self.keys, self.values = self._k[:, :, :keep], self._v[:, :, :keep]
+
+    def pad_columns(self, n: int) -> None:
+        """Prepends ``n`` zero columns to every row (a prompt wider than the cache is about to be written)."""
+        if self.length + n > self.capacity:
+            self._resize(2 * (self.length + n))
+        self._k[:, :, n:self.length + n] = self._k[:, :, :self.length].clone()
+        self._v[:, :, n:self.length + n] = self._v[:, :, :self.length].clone()
+        self._k[:, :, :n], self._v[:, :, :n] = 0.0, 0.0
+        self.length += n
+        self.keys, self.values = self._k[:, :, :self.length], self._v[:, :, :self.length]
+
+    def write_rows(self, rows: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> None:
+        """Overwrites the last ``keys.shape[2]`` columns of ``rows`` (stale columns before them are masked)."""
+        w = keys.shape[2]
+        self._k[rows, :, self.length - w:self.length] = keys.to(self._k.dtype)
+        self._v[rows, :, self.length - w:self.length] = values.to(self._v.dtype)
+
+    def keep_rows(self, rows: torch.Tensor) -> None:
+        if not self.is_initialized:
+            return
+        self._k, self._v = self._k[rows], self._v[rows]
+        self.keys, self.values = self._k[:, :, :self.length], self._v[:, :, :self.length]
+
+    def reset(self) -> None:
+        self.length = 0
+        self.keys = self.values = None
+        self.is_initialized = False
+
+
+class SlabCache(Cache):
+    """A :class:`~transformers.Cache` of :class:`SlabLayer`\\ s, one per transformer layer (created on first use)."""
+
+    def __init__(self, capacity: int = 64):
+        super().__init__(layers=None, layer_class_to_replicate=lambda: SlabLayer(capacity))
+
+    @property
+    def length(self) -> int:
+        """Columns held (the same in every layer)."""
+        return self.layers[0].length if self.layers else 0
+
+    def drop_columns(self, n: int) -> None:
+        """Forgets the ``n`` oldest columns of every row (their attention-mask columns must go too)."""
+        for layer in self.layers:
+            layer.drop_columns(n)
+
+    def pad_columns(self, n: int) -> None:
+        """Prepends ``n`` zero columns to every row."""
+        for layer in self.layers:
+            layer.pad_columns(n)
+
+    def write_rows(self, rows: torch.Tensor, other: Cache, take: torch.Tensor) -> None:
+        """Writes ``other``'s rows ``take`` (keys and values of every column) into ``rows``' last columns."""
+        for layer, new in zip(self.layers, other.layers):
+            layer.write_rows(rows, new.keys[take], new.values[take])
+
+    def keep_rows(self, rows: torch.Tensor) -> None:
+        """Keeps only ``rows`` (indices into the batch), in that order."""
+        for layer in self.layers:
+            layer.keep_rows(rows)
