@@ -6,8 +6,8 @@
 
 1. ``env.sample_prompts(batch_size / K)`` draws left-padded prompts from the env's seeded RNG, each repeated
    ``K = samples_per_prompt`` times as one group of rows;
-2. :func:`rlhf_gym.core.generation.sample` continues them with the policy and one KV cache (NLPO passes its
-   action mask through ``logits_mask_fn``);
+2. :func:`rlhf_gym.core.sampler.sample` continues them with the policy, ``rollout_slots`` rows at a time
+   (a row that ends on EOS takes the next prompt), NLPO's masking model in lockstep;
 3. one teacher-forced forward per minibatch of sequences gives the behaviour log-probs ``log π_old`` and the
    values ``V_old`` of every generated token (the same function the update later evaluates);
 4. one ``env.score_episodes(..., logprobs=log π_old)`` call pays ``r_t = −β·KL_t`` on every token plus the
@@ -44,6 +44,8 @@ class OnPolicyConfig:
     """K: completions sampled per prompt, stored as one group (GRPO/RLOO's group size); divides ``batch_size``."""
     minibatch_size: int | None = None
     """Episodes per gradient minibatch, dividing ``batch_size`` (None: the whole batch)."""
+    rollout_slots: int | None = None
+    """Rows the sampler runs at once (None: the whole batch); a row that ends takes the next prompt."""
     gamma: float = 1.0
     """Discount per token."""
     gae_lambda: float = 0.95
@@ -91,7 +93,7 @@ class OnPolicyConfig:
         self.device = device_name(self.device, "device")  # spelling only: the agent checks it is available
         check_fields(self, skip=("lora",))  # lora is checked (and may be a LoraSpec) below
         check(is_number(self.learning_rate) and self.learning_rate > 0, "learning_rate", self.learning_rate, "must be > 0")
-        for name in ("batch_size", "minibatch_size"):
+        for name in ("batch_size", "minibatch_size", "rollout_slots"):
             v = getattr(self, name)
             check(v is None or (is_int(v) and v >= 1), name, v, "must be an integer >= 1")
         check(is_int(self.samples_per_prompt) and self.samples_per_prompt >= 1, "samples_per_prompt",
