@@ -2,7 +2,7 @@
 
 Measured on the same model, batch and length (every sequence runs to exactly ``--length`` new tokens):
 
-* ``ours``     — KV-cached sampling (``core.generation.sample``) + teacher-forced reference log-probs and
+* ``ours``     — KV-cached sampling (``core.sampler.sample``) + teacher-forced reference log-probs and
                  one reward call (``TextGenVecEnv.score_episodes``): a whole RLHF rollout;
 * ``generate`` — ``model.generate(do_sample=True)``: sampling alone, no reference, no reward;
 * ``tokens``   — token-by-token stepping of the vector env driven by our PPO agent: the policy keeps its
@@ -10,12 +10,16 @@ Measured on the same model, batch and length (every sequence runs to exactly ``-
                  reference's, so every token costs two cached forwards and one ``env.step``;
 * ``naive``    — what a plain SB3-style loop does: re-encode the whole observation every token, no cache,
                  then ``env.step`` (same number of repeats);
-* ``useful``   — the rollout as training runs it, **EOS on**: ``ours`` stopping rows at EOS; only real
-                 tokens (the episodes' mask) count;
+* ``useful``   — the rollout as training runs it, **EOS on**, with continuous batching: ``--episodes``
+                 prompts (default 4 x batch) sampled through ``batch`` rows, a row that ends taking the next
+                 prompt, then scored; only real tokens (the episodes' mask) count;
+* ``fixed``    — the same with one fixed batch of ``batch`` prompts (rows that end ride along until the
+                 longest ends, or leave the batch once no prompt is waiting);
 * ``lean``     — the reference for ``useful``: a hand-written KV-cached sampling loop with EOS off (one cached
                  forward and one inverse-CDF draw per token, nothing else).
 
-``useful_ratio`` = useful real tokens/s ÷ lean tokens/s (issue 15's target: >= 0.85).
+``useful_ratio`` = useful real tokens/s ÷ lean tokens/s (issue 15's target: >= 0.85); ``fixed_ratio`` the same
+for ``fixed``.
 
 Prints tokens/s for each and ends with
 ``RESULT ratio=<ours/generate> token_ratio=<tokens/generate> naive_ratio=<naive/generate> useful_ratio=... ...``.
@@ -35,7 +39,8 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from rlhf_gym.agents import PPO
-from rlhf_gym.core.generation import cached_forward, sample
+from rlhf_gym.core.generation import cached_forward
+from rlhf_gym.core.sampler import sample
 from rlhf_gym.envs import TextGenVecEnv
 
 
@@ -67,6 +72,7 @@ def main() -> None:
     ap.add_argument("--gpt2-124m", action="store_true", help="use a GPT-2 124M built from its config (random weights)")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--length", type=int, default=32, help="new tokens per episode")
+    ap.add_argument("--episodes", type=int, help="episodes per continuous-batching rollout (default 4 x batch)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
@@ -121,13 +127,21 @@ def main() -> None:
             actions[actions == e.eos] = e.pad + 1 if e.pad + 1 != e.eos else 1  # keep every row running
             obs, *_ = env.step(actions)
 
-    useful_tokens: list[int] = []
+    n_episodes = args.episodes or 4 * args.batch
+    many_ids, many_mask, many_idx = env.sample_prompts(n_episodes)
+    real: dict[str, list[int]] = {"useful": [], "fixed": []}
 
-    def useful():  # the training rollout: rows stop at EOS and ride along as padding until the longest ends
-        out = sample(policy, ids, mask, max_new_tokens=args.length, eos_token_id=e.eos, pad_token_id=e.pad,
-                     generator=gen)
-        env.score_episodes(ids, mask, out.tokens, out.mask, idx, logprobs=out.logprobs)
-        useful_tokens.append(int(out.mask.sum()))
+    def rollout(name, prompt_ids, prompt_mask, prompt_idx):  # rows stop at EOS, as in training
+        out = sample(policy, prompt_ids, prompt_mask, max_new_tokens=args.length, eos_token_id=e.eos,
+                     pad_token_id=e.pad, generator=gen, slots=args.batch)
+        env.score_episodes(prompt_ids, prompt_mask, out.tokens, out.mask, prompt_idx, logprobs=out.logprobs)
+        real[name].append(int(out.mask.sum()))
+
+    def useful():  # continuous batching: n_episodes prompts through `batch` rows
+        rollout("useful", many_ids, many_mask, many_idx)
+
+    def fixed():  # one fixed batch of `batch` prompts
+        rollout("fixed", ids, mask, idx)
 
     def lean():  # one cached forward + one inverse-CDF draw per token, EOS off: the machine's sampling speed
         with torch.no_grad():
@@ -141,7 +155,7 @@ def main() -> None:
                 m, position = torch.cat([m, torch.ones_like(token)], dim=1), position + 1
                 logits, cache = cached_forward(policy, token, m, position, cache)
 
-    fns = {"ours": ours, "generate": generate, "tokens": tokens, "useful": useful, "lean": lean}
+    fns = {"ours": ours, "generate": generate, "tokens": tokens, "useful": useful, "fixed": fixed, "lean": lean}
     if not args.skip_naive:
         fns["naive"] = naive
     times = interleaved(fns, args.repeats, device)
@@ -154,13 +168,19 @@ def main() -> None:
     token_ratio = statistics.median(
         (step_tokens["n"] / t) / (n_tokens / g) for g, t in zip(times["generate"], times["tokens"]))
     print(f"agent stepping make_vec env per token:  {step_tokens['n'] / med['tokens']:10.0f} tokens/s")
-    real = useful_tokens[1:]  # the warm-up call's count is dropped, as its time is
-    useful_ratio = statistics.median((k / u) / (n_tokens / lean_t)
-                                     for k, u, lean_t in zip(real, times["useful"], times["lean"]))
-    print(f"training rollout, EOS on (real tokens): {statistics.median(real) / med['useful']:10.0f} tokens/s "
-          f"({statistics.median(real) / n_tokens:.0%} of the batch's token slots are real)")
+    ratios = {}
+    for name in ("useful", "fixed"):  # the warm-up call's token count is dropped, as its time is
+        counts = real[name][1:]
+        ratios[name] = statistics.median((k / u) / (n_tokens / lean_t)
+                                         for k, u, lean_t in zip(counts, times[name], times["lean"]))
+        episodes = n_episodes if name == "useful" else args.batch
+        print(f"training rollout, EOS on, {name:6}:  {statistics.median(counts) / med[name]:10.0f} real tokens/s "
+              f"({episodes} episodes, {statistics.median(counts) / (episodes * args.length):.0%} of their token "
+              f"budget used)")
     print(f"lean KV-cached sampling loop, EOS off:  {n_tokens / med['lean']:10.0f} tokens/s")
-    result = f"RESULT ratio={ratio:.3f} token_ratio={token_ratio:.3f} useful_ratio={useful_ratio:.3f}"
+    useful_ratio, fixed_ratio = ratios["useful"], ratios["fixed"]
+    result = (f"RESULT ratio={ratio:.3f} token_ratio={token_ratio:.3f} useful_ratio={useful_ratio:.3f} "
+              f"fixed_ratio={fixed_ratio:.3f}")
     if "naive" in times:
         print(f"naive per-token re-encode + env.step:   {n_tokens / med['naive']:10.0f} tokens/s")
         naive_ratio = statistics.median(g / n for g, n in zip(times["generate"], times["naive"]))
