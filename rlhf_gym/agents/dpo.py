@@ -212,7 +212,9 @@ class DPO(OnPolicyAgent):
                 for k, v in stats.items():
                     if k != "rewards/margins_per_pair":
                         sums.setdefault(k, []).append(v)
-        out = {k: sum(v) / len(v) for k, v in sums.items()}
+        # a minibatch of ties only has no rewards/* (nan): the rollout's figure is the mean of those that do
+        out = {k: (sum(kept) / len(kept)) if (kept := [x for x in v if x == x]) else float("nan")
+               for k, v in sums.items()}
         every = getattr(self.config, "eval_pairs_every", 0)
         if every and (self.num_rollouts + 1) % every == 0 and self.eval_pairs:
             out.update(self.evaluate_preferences())
