@@ -9,8 +9,8 @@ import torch
 import rlhf_gym  # noqa: F401  (registers the tasks' ids)
 from rlhf_gym.core.data import load_prompts
 from rlhf_gym.core.generation import left_pad
-from rlhf_gym.core.sampler import sample
 from rlhf_gym.core.models import ASSETS_DIR, load_causal_lm, load_tokenizer
+from rlhf_gym.core.sampler import sample
 from rlhf_gym.errors import DataError
 from rlhf_gym.tasks import get_task
 from rlhf_gym.tasks.arithmetic import ArithmeticGold, evaluate_expression, prompts, split_of

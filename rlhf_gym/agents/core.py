@@ -33,9 +33,9 @@ from rlhf_gym.agents.saving import Checkpointing
 from rlhf_gym.agents.stepping import PolicyStepper
 from rlhf_gym.core.checks import resolve_device
 from rlhf_gym.core.generation import sample_categorical, trim_left_padding
-from rlhf_gym.core.sampler import LockstepMask, Samples, sample
 from rlhf_gym.core.kl import make_kl_controller
 from rlhf_gym.core.models import load_causal_lm, load_tokenizer
+from rlhf_gym.core.sampler import LockstepMask, Samples, sample
 from rlhf_gym.envs.vector import TextGenVecEnv
 from rlhf_gym.errors import ConfigError, ModelError
 

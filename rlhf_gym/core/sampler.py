@@ -24,9 +24,9 @@ import torch
 from transformers import PreTrainedModel
 
 from rlhf_gym.core.checks import check_int
-from rlhf_gym.errors import ConfigError
 from rlhf_gym.core.generation import cached_forward, position_ids_from_mask, process_logits, trim_left_padding
 from rlhf_gym.core.kvcache import SlabCache
+from rlhf_gym.errors import ConfigError
 
 
 @dataclass
