@@ -66,6 +66,8 @@ class SlabLayer(DynamicLayer):
 
     def pad_columns(self, n: int) -> None:
         """Prepends ``n`` zero columns to every row (a prompt wider than the cache is about to be written)."""
+        if n <= 0:
+            return
         if self.length + n > self.capacity:
             self._resize(2 * (self.length + n))
         self._k[:, :, n:self.length + n] = self._k[:, :, :self.length].clone()
@@ -97,11 +99,17 @@ class SlabCache(Cache):
 
     def __init__(self, capacity: int = 64):
         super().__init__(layers=None, layer_class_to_replicate=lambda: SlabLayer(capacity))
+        self._capacity = capacity
 
     @property
     def length(self) -> int:
         """Columns held (the same in every layer)."""
         return self.layers[0].length if self.layers else 0
+
+    @property
+    def capacity(self) -> int:
+        """Columns the buffers hold before they grow (the same in every layer)."""
+        return self.layers[0].capacity if self.layers else self._capacity
 
     def drop_columns(self, n: int) -> None:
         """Forgets the ``n`` oldest columns of every row (their attention-mask columns must go too)."""

@@ -1,11 +1,15 @@
 """A causal LM's incremental view of N left-padded sequences in a fixed window, with one KV cache.
 
 The window holds ``W`` columns; the newest token is always in the last one. Appending a token runs one
-cached forward for the whole batch and slides the window (and the cache) by one column: a row never holds
-more than ``W`` live tokens, so the column that falls off is padding in every row. A row that starts a new
-sequence gets its prompt's keys and values written into its slice of the cache, so the other rows keep
-theirs. The environment keeps one of these for the reference model; an agent that steps the environment
-token by token keeps one for its policy.
+cached forward for the whole batch and slides the window by one column: a row never holds more than ``W``
+live tokens, so the column that falls off is padding in every row. A row that starts a new sequence gets its
+prompt's keys and values written into its slice of the cache, so the other rows keep theirs. The environment
+keeps one of these for the reference model; an agent that steps the environment token by token keeps one
+for its policy.
+
+The cache is a :class:`~rlhf_gym.core.kvcache.SlabCache` of ``W + slack`` columns written in place. Columns
+that slid out of the window stay in it, masked, until it is full; then they are dropped in one copy, so a
+token costs a write of its own keys and values rather than a copy of the whole cache.
 """
 
 from __future__ import annotations
@@ -17,38 +21,23 @@ import torch
 from transformers import PreTrainedModel
 
 from rlhf_gym.core.generation import cached_forward, left_pad, position_ids_from_mask
-
-
-def _layers(cache) -> list[tuple[object, str, str]]:
-    """(holder, key attribute, value attribute) per layer, for transformers 5 and 4 cache layouts."""
-    if hasattr(cache, "layers"):
-        return [(layer, "keys", "values") for layer in cache.layers]
-    return [(cache, f"key_cache.{i}", f"value_cache.{i}") for i in range(len(cache.key_cache))]
-
-
-def _get(holder, attr: str) -> torch.Tensor:
-    name, _, idx = attr.partition(".")
-    return getattr(holder, name) if not idx else getattr(holder, name)[int(idx)]
-
-
-def _set(holder, attr: str, value: torch.Tensor) -> None:
-    name, _, idx = attr.partition(".")
-    if idx:
-        getattr(holder, name)[int(idx)] = value
-    else:
-        setattr(holder, name, value)
+from rlhf_gym.core.kvcache import SlabCache
 
 
 class SlidingWindowLM:
-    """N sequences of a causal LM in a ``width``-column window; ``next_logits`` predicts each row's next token."""
+    """N sequences of a causal LM in a ``width``-column window; ``next_logits`` predicts each row's next token.
 
-    def __init__(self, model: PreTrainedModel, num_rows: int, width: int, pad_token_id: int):
-        self.model, self.n, self.width, self.pad = model, num_rows, width, pad_token_id
+    ``slack`` is how many stale columns the cache keeps before dropping them (one compaction per ``slack``
+    tokens).
+    """
+
+    def __init__(self, model: PreTrainedModel, num_rows: int, width: int, pad_token_id: int, slack: int = 32):
+        self.model, self.n, self.width, self.pad, self.slack = model, num_rows, width, pad_token_id, slack
         self.device = next(model.parameters()).device
         self.ids = torch.full((num_rows, width), pad_token_id, dtype=torch.long, device=self.device)
         self.mask = torch.zeros_like(self.ids)
         self.next_logits: torch.Tensor | None = None  # (N, V), float32
-        self.cache = None
+        self.cache: SlabCache | None = None  # its last `width` columns are the window's; older ones are stale
 
     @torch.no_grad()
     def reset_rows(self, rows: np.ndarray | Sequence[int], prompts: Sequence[Sequence[int]]) -> None:
@@ -59,27 +48,18 @@ class SlidingWindowLM:
         self.ids[rows_t], self.mask[rows_t] = new_ids, new_mask
         # Only the last `longest` columns hold prompt tokens: run the model on those alone.
         ids, mask = new_ids[:, -longest:], new_mask[:, -longest:]
-        logits, cache = cached_forward(self.model, ids, mask, position_ids_from_mask(mask))
+        whole = self.cache is None or len(rows_t) == self.n
+        cache = SlabCache(self.width + self.slack) if whole else None
+        logits, cache = cached_forward(self.model, ids, mask, position_ids_from_mask(mask), cache)
         logits = logits[:, -1].float()
         if self.next_logits is None:
             self.next_logits = torch.zeros(self.n, logits.shape[-1], device=self.device)
         self.next_logits[rows_t] = logits
-        if self.cache is None or len(rows_t) == self.n:
-            self.cache = self._left_pad_cache(cache, self.width - longest)
-            return
-        for (holder, k, v), (new_holder, nk, nv) in zip(_layers(self.cache), _layers(cache)):
-            for attr, new_attr in ((k, nk), (v, nv)):
-                full = _get(holder, attr)
-                full[rows_t] = 0.0  # stale columns are masked anyway; zero them to keep the state clean
-                full[rows_t, :, -longest:] = _get(new_holder, new_attr).to(full.dtype)
-
-    @staticmethod
-    def _left_pad_cache(cache, columns: int):
-        for holder, k, v in _layers(cache):
-            for attr in (k, v):
-                t = _get(holder, attr)
-                _set(holder, attr, torch.cat([t.new_zeros(*t.shape[:2], columns, t.shape[-1]), t], dim=2))
-        return cache
+        if whole:
+            cache.pad_columns(self.width - longest)
+            self.cache = cache
+        else:  # the rows' older columns keep stale keys, which their mask hides
+            self.cache.write_rows(rows_t, cache, torch.arange(len(rows_t), device=self.device))
 
     @torch.no_grad()
     def append(self, tokens: torch.Tensor, compute: bool = True) -> None:
@@ -87,14 +67,15 @@ class SlidingWindowLM:
         gives the next ``next_logits`` (skip it when every row is about to be reset)."""
         # A row waiting to be reset may already fill the window; clamping keeps its position id in range.
         positions = self.mask.sum(1, keepdim=True).clamp(max=self.width - 1)
-        attn = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=1)  # cached window + new token
+        window = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=1)  # the window + the new token
         self.ids = torch.cat([self.ids[:, 1:], tokens[:, None]], dim=1)
-        self.mask = attn[:, 1:]
+        self.mask = window[:, 1:]
         if not compute:
             return
-        logits, cache = cached_forward(self.model, tokens[:, None], attn, positions, self.cache)
+        stale = self.cache.length - self.width
+        if stale + self.width + 1 > self.cache.capacity:
+            self.cache.drop_columns(stale)
+            stale = 0
+        attn = torch.cat([window.new_zeros(self.n, stale), window], dim=1) if stale else window
+        logits, self.cache = cached_forward(self.model, tokens[:, None], attn, positions, self.cache)
         self.next_logits = logits[:, -1].float()
-        for holder, k, v in _layers(cache):  # slide: drop the oldest column
-            _set(holder, k, _get(holder, k)[:, :, 1:])
-            _set(holder, v, _get(holder, v)[:, :, 1:])
-        self.cache = cache
