@@ -205,7 +205,9 @@ class OnPolicyAgent(Rollouts, PtxMixin, Checkpointing):
                          ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """One teacher-forced forward: ``(log π(a_t|s_t), entropy of π(·|s_t), V(s_t))``, each ``(n, T)``.
 
-        ``with_entropy=False`` skips the entropy (returns None): it costs two more ``(n, T, V)`` tensors.
+        ``with_entropy=False`` skips the entropy (returns None). With ``ent_coef == 0`` the entropy is only a
+        metric, so it is computed outside the autograd graph: its three ``(n, T, V)`` intermediates are neither
+        kept for the backward pass nor differentiated (``scripts/bench_update.py`` measures the difference).
         """
         logits, values = self.policy(mb.input_ids, mb.attention_mask, mb.n_tokens)
         if self.config.temperature != 1.0:
@@ -217,7 +219,8 @@ class OnPolicyAgent(Rollouts, PtxMixin, Checkpointing):
         logp = logp_all.gather(-1, mb.tokens[..., None]).squeeze(-1)
         if not with_entropy:
             return logp, None, values
-        entropy = -(logp_all.exp() * logp_all.clamp(min=torch.finfo(logp_all.dtype).min)).sum(-1)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.config.ent_coef != 0):
+            entropy = -(logp_all.exp() * logp_all.clamp(min=torch.finfo(logp_all.dtype).min)).sum(-1)
         return logp, entropy, values
 
     def optimizer_step(self) -> float:
