@@ -107,12 +107,32 @@ def load_causal_lm(
             return load_lora_model(Path(path).expanduser(), device=device, dtype=dtype)
         try:
             with quiet_transformers():
-                model = AutoModelForCausalLM.from_pretrained(path, **({"dtype": dtype} if dtype else {}))
+                model = fuse_gelu(AutoModelForCausalLM.from_pretrained(path, **({"dtype": dtype} if dtype else {})))
         except (OSError, ValueError) as e:
             raise ModelError(f"cannot load causal LM {path!r}: {str(e).splitlines()[0]}") from e
     if device is not None:
         model = model.to(device)
     return model.eval()
+
+
+def fuse_gelu(model: PreTrainedModel) -> PreTrainedModel:
+    """Swaps GPT-2's ``gelu_new`` (tanh-approximate GELU written as seven elementwise ops) for PyTorch's fused
+    kernel of the same formula, in place; the config says so, so a saved checkpoint reloads with it.
+
+    Equal to float rounding (about 1e-7), and a tenth of a tiny GPT-2's forward and backward on CPU (both
+    its sampling and its update; ``scripts/bench_update.py --profile`` shows the ``mul``/``tanh`` rows).
+    """
+    from transformers.activations import NewGELUActivation
+
+    fused = False
+    for module in list(model.modules()):
+        for name, child in module.named_children():
+            if type(child) is NewGELUActivation:
+                setattr(module, name, torch.nn.GELU(approximate="tanh"))
+                fused = True
+    if fused and getattr(model.config, "activation_function", None) == "gelu_new":
+        model.config.activation_function = "gelu_pytorch_tanh"
+    return model
 
 
 def check_vocab(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
