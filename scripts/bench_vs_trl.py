@@ -59,6 +59,7 @@ SIDES = ("ours", "trl")
 ROOT = Path(__file__).resolve().parent.parent
 ENV_PRESET, AGENT_PRESET = ROOT / "envs" / "sentiment.yaml", ROOT / "agents" / "ppo.yaml"
 # The matched mode's settings: flags that --each-default refuses, since each side then runs its own.
+SMOOTH_COMPLETIONS = 192  # --each-default's default smoothing window, in completions (matched: 3 x 64)
 MATCHED_DEFAULTS = {"batch_size": 64, "minibatch_size": 16, "epochs": 4, "lr": 1e-4, "k": 2}
 # RLOOConfig fields --each-default sets from ours (or from this script's flags), so --trl-set may not.
 EACH_DEFAULT_MATCHED = {"beta": "--beta", "max_completion_length": "--max-new-tokens", "seed": "--seed",
@@ -69,7 +70,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--repeats", type=int, default=4, help="runs per side, alternating which goes first")
     p.add_argument("--threshold", type=float, default=0.5, help="gold score to reach (VADER compound, -1..1)")
-    p.add_argument("--smooth", type=int, default=3, help="mean over this many latest training batches")
+    p.add_argument("--smooth", type=int,
+                   help="mean over this many latest training batches (default 3 = 192 completions in matched mode; "
+                        "with --each-default as many batches as hold 192 completions)")
     p.add_argument("--time-cap", type=float, default=240.0, help="seconds of training before a run gives up")
     p.add_argument("--each-default", action="store_true",
                    help="each side runs its own recommended settings (ours: agents/ppo.yaml; TRL: RLOOConfig "
@@ -93,7 +96,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--launch", type=float, help=argparse.SUPPRESS)
     p.add_argument("--matched", type=json.loads, help=argparse.SUPPRESS)  # --each-default: what the parent matched
     args = p.parse_args(argv)
-    if args.repeats < 1 or args.smooth < 1 or not args.time_cap > 0:
+    if args.repeats < 1 or (args.smooth is not None and args.smooth < 1) or not args.time_cap > 0:
         p.error("--repeats and --smooth must be >= 1 and --time-cap > 0")
     if any(not item.partition("=")[0].strip() or "=" not in item for item in args.trl_set):
         p.error(f"--trl-set expects KEY=VALUE, e.g. num_iterations=1; got {args.trl_set}")
@@ -106,7 +109,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if fixed:
             p.error(f"--trl-set {', '.join(fixed)}: matched with ours under --each-default; set "
                     f"{', '.join(EACH_DEFAULT_MATCHED[k] for k in fixed)} instead")
+        if args.smooth is None and args.matched is not None:  # a child: the parent resolved it
+            args.smooth = args.matched["smooth"]
         return args
+    if args.smooth is None:
+        args.smooth = 3
     for name, value in MATCHED_DEFAULTS.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -325,7 +332,10 @@ def each_default_configs(args: argparse.Namespace):
     with tempfile.TemporaryDirectory(prefix="bench_vs_trl.") as tmp:
         trl = trl_config(args, tmp, temperature)
     ours = ours_preset(args, trl.generation_batch_size)
-    return ours, trl, {"batch": trl.generation_batch_size, "temperature": temperature}
+    # The threshold is read off the same number of completions as in matched mode (3 batches of 64), not off
+    # 3 batches of TRL's much smaller default batch, where a lucky streak of a few dozen completions would do.
+    smooth = args.smooth or math.ceil(SMOOTH_COMPLETIONS / trl.generation_batch_size)
+    return ours, trl, {"batch": trl.generation_batch_size, "temperature": temperature, "smooth": smooth}
 
 
 def settings_rows(ours, trl) -> list[tuple[str, str, str]]:
@@ -436,6 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.each_default:
         try:
             ours_cfg, trl_cfg, args.matched = each_default_configs(args)
+            args.smooth = args.matched["smooth"]
         except ImportError as e:
             print(f'bench_vs_trl.py: error: --each-default needs TRL ({e}): pip install -e ".[bench]"',
                   file=sys.stderr)
@@ -450,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
               + (f" with overrides {trl_overrides(args.trl_set)}" if args.trl_set else ""))
         print_settings(settings_rows(ours_cfg, trl_cfg))
     else:
-            print(f"task: embedded sentiment world, tiny GPT-2, batch {args.batch_size} completions, "
+        print(f"task: embedded sentiment world, tiny GPT-2, batch {args.batch_size} completions, "
               f"{args.max_new_tokens} new tokens, β={args.beta} (k1), lr {args.lr}, "
               f"{args.batch_size // args.minibatch_size}×{args.epochs} steps of {args.minibatch_size} per batch; "
               f"TRL RLOO k={args.k}" + (f", TRL overrides {trl_overrides(args.trl_set)}" if args.trl_set else ""))
