@@ -1,12 +1,17 @@
-"""A preallocated KV cache that is written in place: no ``torch.cat`` per token, rows and columns compactable.
+"""Preallocated KV caches written in place: no ``torch.cat`` per token.
 
 ``transformers``' :class:`~transformers.DynamicCache` concatenates every layer's keys and values on every
 forward, copying the whole cache each token. :class:`SlabCache` keeps each layer's keys and values in one
 buffer of ``capacity`` columns, writes a forward's new columns into it and hands attention a view of the
-filled prefix, so a decode step copies only the new token's keys. The samplers keep every sequence's newest
+filled prefix, so a decode step copies only the new token's keys. The sampler keeps every sequence's newest
 token in the last column, so all rows write the same columns; :meth:`SlabCache.drop_columns` discards
-leading columns no row attends to any more (a finished row's, a window's oldest) and
+leading columns no row attends to any more (those of finished episodes) and
 :meth:`SlabCache.keep_rows` the rows of finished sequences. The buffer doubles when it is full.
+
+:class:`RingCache` is the sliding window's: exactly ``W`` columns, the newest token written over the column
+that just left the window. Attention does not care in which order the columns lie (GPT-style models bake
+positions into the hidden states, and the mask says which columns are live), so the window's mask is
+handed over rotated to match (:meth:`RingCache.physical`) and the buffers never move.
 """
 
 from __future__ import annotations
@@ -99,17 +104,11 @@ class SlabCache(Cache):
 
     def __init__(self, capacity: int = 64):
         super().__init__(layers=None, layer_class_to_replicate=lambda: SlabLayer(capacity))
-        self._capacity = capacity
 
     @property
     def length(self) -> int:
         """Columns held (the same in every layer)."""
         return self.layers[0].length if self.layers else 0
-
-    @property
-    def capacity(self) -> int:
-        """Columns the buffers hold before they grow (the same in every layer)."""
-        return self.layers[0].capacity if self.layers else self._capacity
 
     def drop_columns(self, n: int) -> None:
         """Forgets the ``n`` oldest columns of every row (their attention-mask columns must go too)."""
@@ -130,3 +129,60 @@ class SlabCache(Cache):
         """Keeps only ``rows`` (indices into the batch), in that order."""
         for layer in self.layers:
             layer.keep_rows(rows)
+
+
+class RingLayer(DynamicLayer):
+    """One layer's keys and values in ``(B, H, W, D)`` buffers; a decode step writes column ``head``."""
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor):
+        super().__init__()
+        self.keys, self.values, self.head = keys, values, keys.shape[2] - 1
+        self.device, self.is_initialized = keys.device, True
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        self.keys[:, :, self.head] = key_states[:, :, -1]
+        self.values[:, :, self.head] = value_states[:, :, -1]
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self.keys.shape[2] - 1  # the query is the window's last column: it may attend to all W
+
+    def get_max_length(self) -> int:
+        return -1
+
+
+class RingCache(Cache):
+    """A window of ``W`` columns per row as a ring: logical column ``j`` (0 = oldest) is physical column
+    ``(head + 1 + j) % W``. Built from a prefill's cache; one token per forward (:meth:`advance` first)."""
+
+    def __init__(self, prefill: Cache, width: int):
+        layers = []
+        for layer in prefill.layers:
+            k, v = layer.keys, layer.values
+            keys = k.new_zeros(*k.shape[:2], width, k.shape[-1])
+            values = v.new_zeros(*v.shape[:2], width, v.shape[-1])
+            keys[:, :, width - k.shape[2]:], values[:, :, width - v.shape[2]:] = k, v
+            layers.append(RingLayer(keys, values))
+        super().__init__(layers=layers)
+        self.width, self.head = width, width - 1
+
+    def advance(self) -> None:
+        """The next token goes into the column of the window's oldest (which the slide has just dropped)."""
+        self.head = (self.head + 1) % self.width
+        for layer in self.layers:
+            layer.head = self.head
+
+    def physical(self, logical: torch.Tensor) -> torch.Tensor:
+        """A ``(B, W)`` tensor in window order (oldest first) rearranged into the buffers' column order."""
+        return logical.roll(self.head + 1, dims=1)
+
+    def write_rows(self, rows: torch.Tensor, prefill: Cache) -> None:
+        """``rows`` start over: the prefill's columns become their newest, every older column zero."""
+        n = prefill.layers[0].keys.shape[2]
+        cols = (self.head + 1 + torch.arange(self.width - n, self.width, device=rows.device)) % self.width
+        for layer, new in zip(self.layers, prefill.layers):
+            for buffer, fresh in ((layer.keys, new.keys), (layer.values, new.values)):
+                block = buffer.new_zeros(len(rows), *buffer.shape[1:])
+                block[:, :, cols] = fresh.to(buffer.dtype)
+                buffer[rows] = block

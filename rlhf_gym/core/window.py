@@ -7,9 +7,9 @@ prompt's keys and values written into its slice of the cache, so the other rows 
 keeps one of these for the reference model; an agent that steps the environment token by token keeps one
 for its policy.
 
-The cache is a :class:`~rlhf_gym.core.kvcache.SlabCache` of ``W + slack`` columns written in place. Columns
-that slid out of the window stay in it, masked, until it is full; then they are dropped in one copy, so a
-token costs a write of its own keys and values rather than a copy of the whole cache.
+The cache is a :class:`~rlhf_gym.core.kvcache.RingCache` of exactly ``W`` columns written in place: a new
+token's keys and values overwrite the column that has just left the window, so a token costs a write of its
+own keys and values, not a copy of the whole cache, and attention never reads a stale column.
 """
 
 from __future__ import annotations
@@ -21,23 +21,19 @@ import torch
 from transformers import PreTrainedModel
 
 from rlhf_gym.core.generation import cached_forward, left_pad, position_ids_from_mask
-from rlhf_gym.core.kvcache import SlabCache
+from rlhf_gym.core.kvcache import RingCache
 
 
 class SlidingWindowLM:
-    """N sequences of a causal LM in a ``width``-column window; ``next_logits`` predicts each row's next token.
+    """N sequences of a causal LM in a ``width``-column window; ``next_logits`` predicts each row's next token."""
 
-    ``slack`` is how many stale columns the cache keeps before dropping them (one compaction per ``slack``
-    tokens).
-    """
-
-    def __init__(self, model: PreTrainedModel, num_rows: int, width: int, pad_token_id: int, slack: int = 32):
-        self.model, self.n, self.width, self.pad, self.slack = model, num_rows, width, pad_token_id, slack
+    def __init__(self, model: PreTrainedModel, num_rows: int, width: int, pad_token_id: int):
+        self.model, self.n, self.width, self.pad = model, num_rows, width, pad_token_id
         self.device = next(model.parameters()).device
         self.ids = torch.full((num_rows, width), pad_token_id, dtype=torch.long, device=self.device)
         self.mask = torch.zeros_like(self.ids)
         self.next_logits: torch.Tensor | None = None  # (N, V), float32
-        self.cache: SlabCache | None = None  # its last `width` columns are the window's; older ones are stale
+        self.cache: RingCache | None = None
 
     @torch.no_grad()
     def reset_rows(self, rows: np.ndarray | Sequence[int], prompts: Sequence[Sequence[int]]) -> None:
@@ -48,18 +44,15 @@ class SlidingWindowLM:
         self.ids[rows_t], self.mask[rows_t] = new_ids, new_mask
         # Only the last `longest` columns hold prompt tokens: run the model on those alone.
         ids, mask = new_ids[:, -longest:], new_mask[:, -longest:]
-        whole = self.cache is None or len(rows_t) == self.n
-        cache = SlabCache(self.width + self.slack) if whole else None
-        logits, cache = cached_forward(self.model, ids, mask, position_ids_from_mask(mask), cache)
+        logits, cache = cached_forward(self.model, ids, mask, position_ids_from_mask(mask))
         logits = logits[:, -1].float()
         if self.next_logits is None:
             self.next_logits = torch.zeros(self.n, logits.shape[-1], device=self.device)
         self.next_logits[rows_t] = logits
-        if whole:
-            cache.pad_columns(self.width - longest)
-            self.cache = cache
-        else:  # the rows' older columns keep stale keys, which their mask hides
-            self.cache.write_rows(rows_t, cache, torch.arange(len(rows_t), device=self.device))
+        if self.cache is None or len(rows_t) == self.n:
+            self.cache = RingCache(cache, self.width)
+        else:
+            self.cache.write_rows(rows_t, cache)
 
     @torch.no_grad()
     def append(self, tokens: torch.Tensor, compute: bool = True) -> None:
@@ -70,12 +63,10 @@ class SlidingWindowLM:
         window = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=1)  # the window + the new token
         self.ids = torch.cat([self.ids[:, 1:], tokens[:, None]], dim=1)
         self.mask = window[:, 1:]
+        # The column that slides out is padding in every live row: the new token's keys overwrite it.
+        self.cache.advance()
         if not compute:
             return
-        stale = self.cache.length - self.width
-        if stale + self.width + 1 > self.cache.capacity:
-            self.cache.drop_columns(stale)
-            stale = 0
-        attn = torch.cat([window.new_zeros(self.n, stale), window], dim=1) if stale else window
-        logits, self.cache = cached_forward(self.model, tokens[:, None], attn, positions, self.cache)
+        attn = self.cache.physical(self.mask)
+        logits, _ = cached_forward(self.model, tokens[:, None], attn, positions, self.cache)
         self.next_logits = logits[:, -1].float()
