@@ -151,13 +151,14 @@ def load_lora_model(directory: str | Path, device: str | torch.device | None = N
     """A saved adapter directory as its base model (``base_model_name_or_path``) plus the adapter, eval mode."""
     from transformers import AutoModelForCausalLM
 
-    from rlhf_gym.core.models import quiet_transformers
+    from rlhf_gym.core.models import fuse_gelu, quiet_transformers
 
     peft = _peft()
     try:
         cfg = peft.PeftConfig.from_pretrained(str(directory))
         with quiet_transformers():
-            base = AutoModelForCausalLM.from_pretrained(cfg.base_model_name_or_path, **({"dtype": dtype} if dtype else {}))
+            base = fuse_gelu(AutoModelForCausalLM.from_pretrained(cfg.base_model_name_or_path,
+                                                                  **({"dtype": dtype} if dtype else {})))
         with _quiet_peft(), quiet_transformers():
             model = peft.PeftModel.from_pretrained(base, str(directory))
     except (OSError, ValueError) as e:

@@ -93,7 +93,8 @@ def load_causal_lm(
     """Loads any HF causal LM (hub name, local directory, or an already built model) in eval mode.
 
     A LoRA adapter directory (``adapter_config.json``, as LoRA agents save ``policy/``) loads as its base
-    model plus the adapter, a ``peft.PeftModel``.
+    model plus the adapter, a ``peft.PeftModel``. A model loaded by name or path gets :func:`fuse_gelu`; a
+    model object passed in is used as it is.
     """
     if isinstance(name_or_path, PreTrainedModel):
         model = name_or_path
