@@ -19,7 +19,10 @@ Measured on the same model, batch and length (every sequence runs to exactly ``-
                  forward and one inverse-CDF draw per token, nothing else).
 
 ``useful_ratio`` = useful real tokens/s ÷ lean tokens/s (issue 15's target: >= 0.85); ``fixed_ratio`` the same
-for ``fixed``.
+for ``fixed``. ``score_share`` is the fraction of the useful rollout's time spent scoring it (its reference
+log-probs and reward, timed again on its samples) and ``sampler_ratio`` the useful rollout's sampling alone
+against the lean loop: ``useful_ratio ≈ sampler_ratio × (1 − score_share)``, so a rollout that must score
+its episodes cannot beat ``1 − score_share`` without a sampler faster than the lean loop.
 
 Prints tokens/s for each and ends with
 ``RESULT ratio=<ours/generate> token_ratio=<tokens/generate> naive_ratio=<naive/generate> useful_ratio=... ...``.
@@ -130,12 +133,18 @@ def main() -> None:
     n_episodes = args.episodes or 4 * args.batch
     many_ids, many_mask, many_idx = env.sample_prompts(n_episodes)
     real: dict[str, list[int]] = {"useful": [], "fixed": []}
+    last = {}
 
     def rollout(name, prompt_ids, prompt_mask, prompt_idx):  # rows stop at EOS, as in training
         out = sample(policy, prompt_ids, prompt_mask, max_new_tokens=args.length, eos_token_id=e.eos,
                      pad_token_id=e.pad, generator=gen, slots=args.batch)
         env.score_episodes(prompt_ids, prompt_mask, out.tokens, out.mask, prompt_idx, logprobs=out.logprobs)
         real[name].append(int(out.mask.sum()))
+        last[name] = out
+
+    def scoring():  # the useful rollout's reference log-probs and reward alone (its last samples again)
+        out = last["useful"]
+        env.score_episodes(many_ids, many_mask, out.tokens, out.mask, many_idx, logprobs=out.logprobs)
 
     def useful():  # continuous batching: n_episodes prompts through `batch` rows
         rollout("useful", many_ids, many_mask, many_idx)
@@ -155,7 +164,8 @@ def main() -> None:
                 m, position = torch.cat([m, torch.ones_like(token)], dim=1), position + 1
                 logits, cache = cached_forward(policy, token, m, position, cache)
 
-    fns = {"ours": ours, "generate": generate, "tokens": tokens, "useful": useful, "fixed": fixed, "lean": lean}
+    fns = {"ours": ours, "generate": generate, "tokens": tokens, "useful": useful, "scoring": scoring, "fixed": fixed,
+           "lean": lean}
     if not args.skip_naive:
         fns["naive"] = naive
     times = interleaved(fns, args.repeats, device)
@@ -178,9 +188,16 @@ def main() -> None:
               f"({episodes} episodes, {statistics.median(counts) / (episodes * args.length):.0%} of their token "
               f"budget used)")
     print(f"lean KV-cached sampling loop, EOS off:  {n_tokens / med['lean']:10.0f} tokens/s")
+    # What bounds useful_ratio: the scoring (reference forward + reward) that the lean loop does not do, and
+    # the sampler's own speed against the lean loop once scoring is taken out.
+    score_share = statistics.median(s / u for s, u in zip(times["scoring"], times["useful"]))
+    sampler_ratio = statistics.median((k / (u - s)) / (n_tokens / lean_t) for k, u, s, lean_t in
+                                      zip(real["useful"][1:], times["useful"], times["scoring"], times["lean"]))
+    print(f"of the useful rollout: scoring (reference log-probs + reward) {score_share:.0%}, sampling at "
+          f"{sampler_ratio:.2f}x the lean loop's real tokens/s")
     useful_ratio, fixed_ratio = ratios["useful"], ratios["fixed"]
     result = (f"RESULT ratio={ratio:.3f} token_ratio={token_ratio:.3f} useful_ratio={useful_ratio:.3f} "
-              f"fixed_ratio={fixed_ratio:.3f}")
+              f"fixed_ratio={fixed_ratio:.3f} score_share={score_share:.3f} sampler_ratio={sampler_ratio:.3f}")
     if "naive" in times:
         print(f"naive per-token re-encode + env.step:   {n_tokens / med['naive']:10.0f} tokens/s")
         naive_ratio = statistics.median(g / n for g, n in zip(times["generate"], times["naive"]))
