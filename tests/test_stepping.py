@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from rlhf_gym.agents import PPO
@@ -47,16 +48,31 @@ def test_stepping_logprobs_make_the_kl_exact(tiny_lm_dir, prompts):
         starts = state.starts_after(terminated)
 
 
-def test_sliding_window_matches_reencoding_around_the_ring(tiny_lm_dir):
+def _tiny(arch: str, tiny_lm_dir):
+    from transformers import BloomConfig, BloomForCausalLM, LlamaConfig, LlamaForCausalLM
+
+    from rlhf_gym.core.models import load_causal_lm
+
+    torch.manual_seed(0)
+    if arch == "gpt2":  # learned absolute positions
+        return load_causal_lm(tiny_lm_dir)
+    if arch == "llama":  # rotary positions, grouped-query attention
+        return LlamaForCausalLM(LlamaConfig(vocab_size=120, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                            num_attention_heads=4, num_key_value_heads=2)).eval()
+    return BloomForCausalLM(BloomConfig(vocab_size=120, hidden_size=32, n_layer=2, n_head=4)).eval()  # ALiBi
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "bloom"])
+def test_sliding_window_matches_reencoding_around_the_ring(tiny_lm_dir, arch):
     """The window's cache is a ring of exactly W columns, each token written over the one that left: through
     many turns of the ring and partial resets, every row's next-token logits equal a fresh forward over the
-    row's live tokens."""
-    from rlhf_gym.core.models import load_causal_lm
+    row's live tokens. ALiBi attends by column order, so BLOOM's ring keeps its columns in window order."""
     from rlhf_gym.core.window import SlidingWindowLM
 
-    lm = load_causal_lm(tiny_lm_dir)
+    lm = _tiny(arch, tiny_lm_dir)
     vocab, rng = lm.config.vocab_size, np.random.default_rng(0)
     window = SlidingWindowLM(lm, num_rows=3, width=7, pad_token_id=0)
+    assert window.ordered == (arch == "bloom")
 
     def prompt() -> list[int]:
         return rng.integers(1, vocab, size=rng.integers(1, 4)).tolist()
@@ -76,5 +92,6 @@ def test_sliding_window_matches_reencoding_around_the_ring(tiny_lm_dir):
                 fresh = lm(input_ids=live).logits[0, -1]
             torch.testing.assert_close(window.next_logits[r], fresh, atol=1e-4, rtol=1e-4)
             checked += 1
-    assert turns >= 5 and checked == 120
-    assert all(layer.keys.shape[2] == 7 for layer in window.cache.layers)  # never grown, never copied
+    assert checked == 120
+    assert turns == 0 if window.ordered else turns >= 5  # an ordered ring never turns: its head stays last
+    assert all(layer.keys.shape[2] == 7 for layer in window.cache.layers)  # never grown

@@ -10,11 +10,15 @@ leading columns no row attends to any more (those of finished episodes) and
 
 :class:`RingCache` is the sliding window's: exactly ``W`` columns, the newest token written over the column
 that just left the window. Attention does not care in which order the columns lie (GPT-style models bake
-positions into the hidden states, and the mask says which columns are live), so the window's mask is
-handed over rotated to match (:meth:`RingCache.physical`) and the buffers never move.
+positions into the hidden states or rotate them into the keys, and the mask says which columns are live),
+so the window's mask is handed over rotated to match (:meth:`RingCache.physical`) and the buffers never
+move. Models whose attention does read the column order (ALiBi: BLOOM, MPT, Falcon with ``alibi``) get an
+``ordered`` ring instead, which shifts its buffers one column per token so that column order is window order.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from transformers.cache_utils import Cache, DynamicLayer
@@ -152,11 +156,23 @@ class RingLayer(DynamicLayer):
         return -1
 
 
+def attends_by_column_order(config: Any) -> bool:
+    """Whether a model's attention depends on where a key sits (ALiBi biases by column distance), so that a
+    ring's rotated columns would change its output."""
+    attn = getattr(config, "attn_config", None)
+    return (getattr(config, "model_type", None) == "bloom" or bool(getattr(config, "alibi", False))
+            or bool(attn.get("alibi", False) if isinstance(attn, dict) else getattr(attn, "alibi", False)))
+
+
 class RingCache(Cache):
     """A window of ``W`` columns per row as a ring: logical column ``j`` (0 = oldest) is physical column
-    ``(head + 1 + j) % W``. Built from a prefill's cache; one token per forward (:meth:`advance` first)."""
+    ``(head + 1 + j) % W``. Built from a prefill's cache; one token per forward (:meth:`advance` first).
 
-    def __init__(self, prefill: Cache, width: int):
+    ``ordered=True`` keeps ``head`` at the last column by shifting the buffers left one column per token
+    (a copy of the cache per token, as ``DynamicCache`` makes): for models that attend by column order.
+    """
+
+    def __init__(self, prefill: Cache, width: int, ordered: bool = False):
         layers = []
         for layer in prefill.layers:
             k, v = layer.keys, layer.values
@@ -165,10 +181,15 @@ class RingCache(Cache):
             keys[:, :, width - k.shape[2]:], values[:, :, width - v.shape[2]:] = k, v
             layers.append(RingLayer(keys, values))
         super().__init__(layers=layers)
-        self.width, self.head = width, width - 1
+        self.width, self.head, self.ordered = width, width - 1, ordered
 
     def advance(self) -> None:
         """The next token goes into the column of the window's oldest (which the slide has just dropped)."""
+        if self.ordered:
+            for layer in self.layers:
+                layer.keys[:, :, :-1] = layer.keys[:, :, 1:].clone()
+                layer.values[:, :, :-1] = layer.values[:, :, 1:].clone()
+            return
         self.head = (self.head + 1) % self.width
         for layer in self.layers:
             layer.head = self.head

@@ -21,7 +21,7 @@ import torch
 from transformers import PreTrainedModel
 
 from rlhf_gym.core.generation import cached_forward, left_pad, position_ids_from_mask
-from rlhf_gym.core.kvcache import RingCache
+from rlhf_gym.core.kvcache import RingCache, attends_by_column_order
 
 
 class SlidingWindowLM:
@@ -34,6 +34,7 @@ class SlidingWindowLM:
         self.mask = torch.zeros_like(self.ids)
         self.next_logits: torch.Tensor | None = None  # (N, V), float32
         self.cache: RingCache | None = None
+        self.ordered = attends_by_column_order(model.config)  # ALiBi: keep the ring's columns in window order
 
     @torch.no_grad()
     def reset_rows(self, rows: np.ndarray | Sequence[int], prompts: Sequence[Sequence[int]]) -> None:
@@ -50,7 +51,7 @@ class SlidingWindowLM:
             self.next_logits = torch.zeros(self.n, logits.shape[-1], device=self.device)
         self.next_logits[rows_t] = logits
         if self.cache is None or len(rows_t) == self.n:
-            self.cache = RingCache(cache, self.width)
+            self.cache = RingCache(cache, self.width, ordered=self.ordered)
         else:
             self.cache.write_rows(rows_t, cache)
 
