@@ -121,7 +121,7 @@ def fuse_gelu(model: PreTrainedModel) -> PreTrainedModel:
     kernel of the same formula, in place; the config says so, so a saved checkpoint reloads with it.
 
     Equal to float rounding (about 1e-7). The seven ops were about a tenth of a tiny GPT-2's update on CPU
-    (``scripts/bench_update.py`` times the update with and without it); sampling gains alike.
+    (``scripts/bench_update.py`` times the update with and without it); every forward, sampling included, runs it.
     """
     from transformers.activations import NewGELUActivation
 
