@@ -81,6 +81,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-naive", action="store_true")
     args = ap.parse_args()
+    if min(args.batch, args.length, args.repeats, args.threads) < 1 or (args.episodes is not None and args.episodes < 1):
+        ap.error("--batch, --length, --episodes, --repeats and --threads must be >= 1")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = torch.device(args.device)
