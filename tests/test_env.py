@@ -9,7 +9,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 import rlhf_gym  # noqa: F401  (registers the envs)
-from rlhf_gym.core.generation import position_ids_from_mask
+from rlhf_gym.core.generation import left_pad, position_ids_from_mask, token_logprobs
 from rlhf_gym.core.sampler import sample
 from rlhf_gym.envs import TextGenEnv, TextGenVecEnv
 from rlhf_gym.errors import ConfigError, DataError, ModelError, RewardError
@@ -154,6 +154,25 @@ def test_sampler_logprobs_match_uncached(tiny_lm_dir, prompts):
         truth = true_ref_logprobs(model, env.engine.prompt_ids[idx[r]], toks)
         torch.testing.assert_close(s.logprobs[r][s.mask[r]], truth, atol=1e-4, rtol=1e-4)
     assert position_ids_from_mask(torch.tensor([[0, 0, 1, 1]])).tolist() == [[0, 0, 0, 1]]
+
+
+def test_teacher_forced_logprobs_match_uncached_across_chunks(tiny_lm_dir):
+    """Rows of every prompt and completion length, several forwards' worth: each row's log-probs are its own
+    uncached forward's, wherever packing and sorting put it."""
+    model = AutoModelForCausalLM.from_pretrained(tiny_lm_dir).eval()
+    rng = np.random.default_rng(0)
+    prompts = [rng.integers(1, 50, size=rng.integers(1, 9)).tolist() for _ in range(11)]
+    completions = [rng.integers(1, 50, size=rng.integers(1, 7)).tolist() for _ in range(11)]
+    ids, mask = left_pad(prompts, pad_token_id=0)
+    tokens = torch.zeros(11, 6, dtype=torch.long)
+    tmask = torch.zeros(11, 6, dtype=torch.bool)
+    for r, c in enumerate(completions):
+        tokens[r, : len(c)], tmask[r, : len(c)] = torch.tensor(c), True
+    got = token_logprobs(model, ids, mask, tokens, tmask, rows_per_forward=4)
+    for r in range(11):
+        truth = true_ref_logprobs(model, prompts[r], completions[r])
+        torch.testing.assert_close(got[r, : len(completions[r])], truth, atol=1e-5, rtol=1e-5)
+    assert (got[~tmask] == 0).all()
 
 
 def test_single_env_episode_and_render(tiny_lm_dir, prompts):

@@ -71,27 +71,36 @@ def token_logprobs(
 ) -> torch.Tensor:
     """Teacher-forced ``log p(token_t | prompt, tokens_<t)`` of right-padded ``tokens`` after left-padded prompts.
 
-    The result is ``(N, T)`` on ``tokens``' device and 0 where ``token_mask`` is False. Rows are sorted by
-    length and run ``rows_per_forward`` at a time, each forward trimmed to its rows' own width: a rollout's
-    lengths vary, and padding costs as much compute as a real token.
+    The result is ``(N, T)`` on ``tokens``' device and 0 where ``token_mask`` is False; ``token_mask`` must
+    be True on a prefix of each row, as the sampler returns it. Rows are sorted by length and run
+    ``rows_per_forward`` at a time, each row's prompt and completion packed against the right edge and each
+    forward trimmed to its rows' longest: a rollout's lengths vary, and padding costs as much compute as a
+    real token.
     """
-    device = next(model.parameters()).device
+    device, home = next(model.parameters()).device, tokens.device
     out = torch.zeros(tokens.shape, device=device)
     if not len(tokens):
-        return out.to(tokens.device)
+        return out.to(home)
+    prompt_ids, tokens = prompt_ids.to(device), tokens.to(device)
     prompt_mask, token_mask = prompt_mask.to(device).long(), token_mask.to(device).bool()
-    prompt_len, completion_len = prompt_mask.sum(1), token_mask.sum(1)
-    order = torch.argsort(prompt_len + completion_len, stable=True)
+    completion_len = token_mask.sum(1)
+    total = prompt_mask.sum(1) + completion_len
+    order = torch.argsort(total, stable=True)
     for chunk in order.split(rows_per_forward):
-        p, t = int(prompt_len[chunk].max()), max(1, int(completion_len[chunk].max()))
-        ids = torch.cat([prompt_ids[chunk.to(prompt_ids.device), -p:].to(device),
-                         tokens[chunk.to(tokens.device), :t].to(device)], dim=1)
-        mask = torch.cat([prompt_mask[chunk, -p:], token_mask[chunk, :t].long()], dim=1)
+        t, width = max(1, int(completion_len[chunk].max())), int(total[chunk].max())
+        ids = torch.cat([prompt_ids[chunk], tokens[chunk, :t]], dim=1)
+        mask = torch.cat([prompt_mask[chunk], token_mask[chunk, :t].long()], dim=1)
+        packed = torch.argsort(mask, dim=1, stable=True)[:, -width:]  # padding first, real tokens in order
+        ids, mask = ids.gather(1, packed), mask.gather(1, packed)
         logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask),
                        logits_to_keep=t + 1).logits[:, :-1].float()
         logp = (logits / temperature).log_softmax(-1).gather(-1, ids[:, -t:, None]).squeeze(-1)
-        out[chunk, :t] = logp * mask[:, -t:]
-    return out.to(tokens.device)
+        # Row r's j-th token sits in column t - len_r + j of the last t: shift it back to column j.
+        n = completion_len[chunk]
+        cols = (t - n)[:, None] + torch.arange(t, device=device)
+        keep = cols < t
+        out[chunk, :t] = logp.gather(1, cols.clamp(max=t - 1)) * keep
+    return out.to(home)
 
 
 def sample_categorical(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
