@@ -112,6 +112,24 @@ def test_a_prompt_wider_than_the_compacted_cache_is_written_whole(lm):
     torch.testing.assert_close(one_slot.logprobs[3], last.logprobs[0], atol=1e-5, rtol=0)
 
 
+def test_a_row_that_takes_a_new_prompt_joins_the_next_decode(lm, batch):
+    """Through one slot, episode after episode: its first token comes from its prefill, so the decode forwards
+    are exactly the tokens fed back (every token but each episode's last), with no step sat out in between."""
+    ids, mask, eos, pad = batch
+    widths = []
+    hook = lm.register_forward_pre_hook(lambda _, args, kwargs: widths.append(kwargs["input_ids"].shape[1]),
+                                        with_kwargs=True)
+    try:
+        out = sample(lm, ids[:6], mask[:6], max_new_tokens=T, eos_token_id=eos, pad_token_id=pad, slots=1,
+                     generator=torch.Generator().manual_seed(3))
+    finally:
+        hook.remove()
+    lengths = out.mask.sum(1)
+    assert int((lengths < T).sum()) >= 2  # some episodes end on EOS
+    assert widths.count(1) == int((lengths - 1).sum())
+    assert len(widths) - widths.count(1) == 6  # one prefill per prompt
+
+
 def test_slab_cache_matches_dynamic_cache_and_compacts(lm, batch):
     ids, mask, *_ = batch
     pos = position_ids_from_mask(mask)

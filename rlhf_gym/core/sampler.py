@@ -5,7 +5,8 @@ row ends. Here a row that finishes hands its slot to the next waiting prompt, so
 keeps ``slots`` rows busy until the queue is empty, and rows whose episode ended with nothing left to start
 are dropped from the batch. Every step is one cached forward over the live rows' newest tokens; a slot that
 starts a new episode gets its prompt by a prefill of the new prompts alone, spliced into its row of the
-cache (cheaper on CPU than padding every row of the decode forward to the prompt's width).
+cache (cheaper on CPU than padding every row of the decode forward to the prompt's width), and draws its
+first token from that prefill's logits, so it joins the very next decode forward.
 
 What each episode gets does not depend on the schedule. Its t-th token is drawn with the t-th of its own
 pre-drawn uniforms, by inverting the CDF of its own next-token distribution, and its attention sees only its
@@ -79,9 +80,9 @@ class _Rows:
         self.attn = mask.long()
         return logits
 
-    def decode(self, tokens: torch.Tensor, live: torch.Tensor, positions: torch.Tensor) -> list[torch.Tensor]:
-        """One cached forward of one token per row; ``live`` False rows get a column they do not attend to."""
-        self.attn = torch.cat([self.attn, live.long()[:, None]], dim=1)
+    def decode(self, tokens: torch.Tensor, positions: torch.Tensor) -> list[torch.Tensor]:
+        """One cached forward of one token per row."""
+        self.attn = torch.cat([self.attn, self.attn.new_ones(len(tokens), 1)], dim=1)
         return [cached_forward(m, tokens[:, None], self.attn, positions[:, None], c)[0][:, -1].float()
                 for m, c in zip(self.models, self.caches)]
 
@@ -138,18 +139,18 @@ def sample(
     prompt. EOS is never drawn as one of the first ``min_new_tokens`` tokens (masked before temperature,
     top-k and top-p, as the env's ``action_masks()`` does); ``logits_mask`` restricts every draw further.
     Finished rows emit padding. Episode ``i`` draws its ``t``-th token with ``uniforms[i, t]`` (float64 in
-    [0, 1), ``(N, max_new_tokens)``; default: drawn from ``generator``). ``on_token(k)`` is told of each
-    decode step's ``k`` new tokens.
+    [0, 1), ``(N, max_new_tokens)``; default: drawn from ``generator``). ``on_token(k)`` is told of every
+    ``k`` tokens drawn together.
     """
     min_new_tokens = check_int(min_new_tokens, "min_new_tokens", low=0)
     max_new_tokens = check_int(max_new_tokens, "max_new_tokens", low=1)
     n, device = input_ids.shape[0], input_ids.device
     slots = n if slots is None else min(check_int(slots, "slots", low=1), n)
-    tokens = torch.full((n + 1, max_new_tokens), pad_token_id, dtype=torch.long, device=device)
-    logprobs = torch.zeros(n + 1, max_new_tokens, device=device)
-    mask = torch.zeros(n + 1, max_new_tokens, dtype=torch.bool, device=device)  # row n: where idle slots write
+    tokens = torch.full((n, max_new_tokens), pad_token_id, dtype=torch.long, device=device)
+    logprobs = torch.zeros(n, max_new_tokens, device=device)
+    mask = torch.zeros(n, max_new_tokens, dtype=torch.bool, device=device)
     if n == 0:
-        return Samples(tokens[:0], logprobs[:0], mask[:0])
+        return Samples(tokens, logprobs, mask)
     # Episode i's t-th draw is uniforms[i, t], whatever slot or step it runs in.
     if uniforms is None:
         uniforms = torch.rand(n, max_new_tokens, generator=generator, dtype=torch.float64, device=device)
@@ -164,13 +165,10 @@ def sample(
         episodes = torch.arange(first, min(first + slots, n), device=device)
         return rows.prefill(*trim_left_padding(input_ids[episodes], attention_mask[episodes]))
 
-    episode = torch.arange(slots, device=device)  # per live row: its episode, its step, its next position id
-    step = torch.zeros(slots, dtype=torch.long, device=device)
-    position = lengths[:slots].clone()
-    logits = rows.start(*trim_left_padding(input_ids[:slots], attention_mask[:slots]))
-    queued, staged = slots, None  # the next episode to start; prefilled prompts not started yet
     eos = torch.tensor([eos_token_id], device=device)
-    while True:
+
+    def draw(logits: list[torch.Tensor], episode: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+        """Each row's next token, from its next-token logits and its episode's ``step``-th uniform; recorded."""
         next_logits = logits[0]
         early = step < min_new_tokens
         if min_new_tokens:
@@ -190,35 +188,41 @@ def sample(
         mask[episode, step] = True
         if on_token is not None:
             on_token(len(token))
+        return token
+
+    episode = torch.arange(slots, device=device)  # per live row: its episode, its step, its next position id
+    step = torch.zeros(slots, dtype=torch.long, device=device)
+    position = lengths[:slots].clone()
+    token = draw(rows.start(*trim_left_padding(input_ids[:slots], attention_mask[:slots])), episode, step)
+    queued, staged = slots, None  # the next episode to start; prefilled prompts not started yet
+    while True:
         step, position = step + 1, position + 1
-        done = (token == eos_token_id) | (step == max_new_tokens)
-        n_done = int(done.sum())
-        if not n_done:
-            logits = rows.decode(token, torch.ones_like(done), position - 1)
-            continue
-        n_refill = min(n_done, n - queued)
-        if n_refill < n_done:  # rows whose episode ended with nothing left to start leave the batch
-            if n_refill == 0 and n_done == len(done):
-                break
-            keep = ~done
-            keep[done.nonzero().squeeze(-1)[:n_refill]] = True
-            keep = keep.nonzero().squeeze(-1)
-            rows.keep(keep)
-            episode, step, position, token, done = episode[keep], step[keep], position[keep], token[keep], done[keep]
-        # Rows that take a new prompt sit this decode step out, then get its prefilled keys and values.
-        logits = rows.decode(torch.where(done, pad_token_id, token), ~done, position - 1)
-        refill = done.nonzero().squeeze(-1)
-        while len(refill):
+        ended = ((token == eos_token_id) | (step == max_new_tokens)).nonzero().squeeze(-1)
+        # A row whose episode ended takes the next prompt before the decode: its prefilled keys and values are
+        # spliced into the row and its first token is drawn from the prefill's logits, so no row sits a step out.
+        while len(ended) and queued < n:
             if staged is None or staged.used == len(staged.mask):
                 staged = prefill(queued)
-            take = torch.arange(staged.used, min(staged.used + len(refill), len(staged.mask)), device=device)
-            here, refill = refill[: len(take)], refill[len(take):]
+            take = torch.arange(staged.used, min(staged.used + len(ended), len(staged.mask)), device=device)
+            here, ended = ended[: len(take)], ended[len(take):]
             rows.splice(here, staged, take)
-            for out, fresh in zip(logits, staged.logits):
-                out[here] = fresh[take]
             new = torch.arange(queued, queued + len(take), device=device)
-            episode[here], step[here], position[here] = new, 0, lengths[new]
+            first = draw([fresh[take] for fresh in staged.logits], new, torch.zeros_like(new))
+            episode[here], step[here], position[here], token[here] = new, 1, lengths[new] + 1, first
+            if max_new_tokens == 1:
+                ended = torch.cat([ended, here])
+            else:
+                ended = torch.cat([ended, here[first == eos_token_id]])
             staged.used += len(take)
             queued += len(take)
+        if len(ended):  # episodes ended with nothing left to start: their rows leave the batch
+            if len(ended) == len(token):
+                break
+            keep = torch.ones(len(token), dtype=torch.bool, device=device)
+            keep[ended] = False
+            keep = keep.nonzero().squeeze(-1)
+            rows.keep(keep)
+            episode, step, position, token = episode[keep], step[keep], position[keep], token[keep]
         rows.compact()
-    return Samples(tokens[:n], logprobs[:n], mask[:n])
+        token = draw(rows.decode(token, position - 1), episode, step)
+    return Samples(tokens, logprobs, mask)
