@@ -209,10 +209,7 @@ def sample(
             new = torch.arange(queued, queued + len(take), device=device)
             first = draw([fresh[take] for fresh in staged.logits], new, torch.zeros_like(new))
             episode[here], step[here], position[here], token[here] = new, 1, lengths[new] + 1, first
-            if max_new_tokens == 1:
-                ended = torch.cat([ended, here])
-            else:
-                ended = torch.cat([ended, here[first == eos_token_id]])
+            ended = torch.cat([ended, here if max_new_tokens == 1 else here[first == eos_token_id]])
             staged.used += len(take)
             queued += len(take)
         if len(ended):  # episodes ended with nothing left to start: their rows leave the batch
