@@ -173,6 +173,9 @@ def test_teacher_forced_logprobs_match_uncached_across_chunks(tiny_lm_dir):
         truth = true_ref_logprobs(model, prompts[r], completions[r])
         torch.testing.assert_close(got[r, : len(completions[r])], truth, atol=1e-5, rtol=1e-5)
     assert (got[~tmask] == 0).all()
+    tmask[2, 0] = False  # a completion with a hole is not right-padded
+    with pytest.raises(ConfigError, match="token_mask row 2 has a gap"):
+        token_logprobs(model, ids, mask, tokens, tmask)
 
 
 def test_single_env_episode_and_render(tiny_lm_dir, prompts):

@@ -15,6 +15,8 @@ import torch
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from rlhf_gym.errors import ConfigError
+
 #: The KV cache's keyword and output field: ``cache`` since transformers 5.x renamed it, ``past_key_values``
 #: before (the old name still works there, with a deprecation warning on every forward).
 CACHE_FIELD = ("cache" if "cache" in {f.name for f in dataclasses.fields(CausalLMOutputWithPast)}
@@ -83,6 +85,11 @@ def token_logprobs(
         return out.to(home)
     prompt_ids, tokens = prompt_ids.to(device), tokens.to(device)
     prompt_mask, token_mask = prompt_mask.to(device).long(), token_mask.to(device).bool()
+    gaps = token_mask[:, 1:] & ~token_mask[:, :-1]
+    if bool(gaps.any()):
+        row = int(gaps.any(1).nonzero()[0, 0])
+        raise ConfigError(f"token_mask row {row} has a gap: it must be True on a prefix of each row "
+                          "(right-padded completions)")
     completion_len = token_mask.sum(1)
     total = prompt_mask.sum(1) + completion_len
     order = torch.argsort(total, stable=True)
