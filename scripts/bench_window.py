@@ -17,45 +17,17 @@ earlier_tokens_per_s=… against=…``.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from revision import load_at
 
 import rlhf_gym.agents.stepping as stepping
 import rlhf_gym.core.window as current
 from rlhf_gym.agents import PPO
 from rlhf_gym.envs import TextGenVecEnv
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def load_window(revision: str):
-    """``rlhf_gym/core/window.py`` as it was at ``revision``, as a module of its own."""
-    try:
-        source = subprocess.run(["git", "-C", str(ROOT), "show", f"{revision}:rlhf_gym/core/window.py"],
-                                check=True, capture_output=True, text=True).stdout
-    except (OSError, subprocess.CalledProcessError) as e:
-        sys.exit(f"bench_window.py: error: cannot read rlhf_gym/core/window.py at {revision!r}: "
-                 f"{getattr(e, 'stderr', '') or e}".strip())
-    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
-        f.write(source)
-    spec = importlib.util.spec_from_file_location("earlier_window", f.name)
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except Exception as e:  # it imports the current package: an old window may need what no longer exists
-        sys.exit(f"bench_window.py: error: the window at {revision!r} does not load beside the current code: "
-                 f"{type(e).__name__}: {e}")
-    finally:
-        Path(f.name).unlink()
-    return module
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--batch, --length, --repeats and --threads must be >= 1")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    earlier = load_window(args.against)
+    earlier = load_at(args.against, "rlhf_gym/core/window.py", "bench_window.py")
     env = TextGenVecEnv(num_envs=args.batch, model="embedded", prompts="embedded:eval", reward="gold",
                         max_new_tokens=args.length)
     env.reset(seed=0)
