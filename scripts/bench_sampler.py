@@ -10,6 +10,7 @@ the two sides alternate repeat by repeat.
 
     python scripts/bench_sampler.py --batch 32 --repeats 7
     python scripts/bench_sampler.py --batch 128 --against main~3
+    python scripts/bench_sampler.py --gpt2-124m --episodes 32 --repeats 3   # GPT-2's shape, random weights
 
 Last line: ``RESULT rollout_ratio=<earlier time / current time of the whole rollout> sample_ratio=… score_ratio=…
 same_tokens=… against=…`` (each the median of per-repeat ratios; above 1 means the current code is faster).
@@ -23,6 +24,7 @@ import time
 
 import torch
 from revision import load_at
+from transformers import GPT2Config, GPT2LMHeadModel
 
 import rlhf_gym.core.generation as generation
 import rlhf_gym.core.sampler as sampler
@@ -32,6 +34,8 @@ from rlhf_gym.envs import TextGenVecEnv
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--gpt2-124m", action="store_true", help="a GPT-2 124M built from its config (random weights) "
+                   "instead of the embedded tiny GPT-2")
     p.add_argument("--batch", type=int, default=32, help="rows sampled together (slots)")
     p.add_argument("--length", type=int, default=32, help="new tokens per episode at most")
     p.add_argument("--episodes", type=int, help="episodes per rollout (default 4 x batch)")
@@ -46,8 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     sides = {"current": (sampler.sample, generation.token_logprobs),
              "earlier": (load_at(args.against, "rlhf_gym/core/sampler.py", "bench_sampler.py").sample,
                          load_at(args.against, "rlhf_gym/core/generation.py", "bench_sampler.py").token_logprobs)}
-    env = TextGenVecEnv(num_envs=args.batch, model="embedded", prompts="embedded:eval", reward="gold",
-                        max_new_tokens=args.length)
+    model = GPT2LMHeadModel(GPT2Config()).eval() if args.gpt2_124m else "embedded"
+    env = TextGenVecEnv(num_envs=args.batch, model=model, tokenizer="embedded" if args.gpt2_124m else None,
+                        prompts="embedded:eval", reward="gold", max_new_tokens=args.length)
     env.reset(seed=0)
     e, n = env.engine, args.episodes or 4 * args.batch
     ids, mask, idx = env.sample_prompts(n)

@@ -101,7 +101,11 @@ def token_logprobs(
         ids, mask = ids.gather(1, packed), mask.gather(1, packed)
         logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask),
                        logits_to_keep=t + 1).logits[:, :-1].float()
-        logp = (logits / temperature).log_softmax(-1).gather(-1, ids[:, -t:, None]).squeeze(-1)
+        if temperature != 1.0:
+            logits = logits / temperature
+        # log p = logit - logsumexp: unlike log_softmax this writes no vocabulary-wide tensor, which makes the
+        # whole pass 10% faster at GPT-2's 50k vocabulary (BENCHMARKS.md, scripts/bench_sampler.py).
+        logp = logits.gather(-1, ids[:, -t:, None]).squeeze(-1) - logits.logsumexp(-1)
         # Row r's j-th token sits in column t - len_r + j of the last t: shift it back to column j.
         n = completion_len[chunk]
         cols = (t - n)[:, None] + torch.arange(t, device=device)
