@@ -130,6 +130,16 @@ def test_a_row_that_takes_a_new_prompt_joins_the_next_decode(lm, batch):
     assert len(widths) - widths.count(1) == 6  # one prefill per prompt
 
 
+def test_a_cached_forward_computes_the_next_token_logits_alone(lm, batch):
+    ids, mask, *_ = batch
+    pos = position_ids_from_mask(mask)
+    logits, _ = cached_forward(lm, ids, mask, pos)
+    assert logits.shape == (len(ids), 1, lm.config.vocab_size)  # no LM head over the prompt positions
+    with torch.no_grad():
+        full = lm(input_ids=ids, attention_mask=mask, position_ids=pos).logits
+    torch.testing.assert_close(logits, full[:, -1:], atol=1e-5, rtol=0)
+
+
 def test_slab_cache_matches_dynamic_cache_and_compacts(lm, batch):
     ids, mask, *_ = batch
     pos = position_ids_from_mask(mask)
