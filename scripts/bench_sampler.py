@@ -4,9 +4,10 @@ The rollout is ``scripts/bench_rollout.py``'s ``useful`` one: ``--episodes`` pro
 ``--batch`` rows with continuous batching, EOS on, then the reference log-probs and the reward
 (``score_episodes``). ``core/sampler.py`` and ``core/generation.py`` at ``--against`` (a git revision, default
 1834f84: before the packed reference pass and the refill that no longer sits a decode step out) are loaded
-beside the current ones; the earlier side samples with the earlier ``sample`` and scores with the earlier
-``token_logprobs``. Both sides draw with the same uniforms, so they must give the same tokens (checked), and
-the two sides alternate repeat by repeat.
+beside the current ones; the earlier side samples with the earlier ``sample`` (calling the earlier
+``generation`` helpers, such as ``cached_forward``) and scores with the earlier ``token_logprobs``. Both sides
+draw with the same uniforms, so they must give the same tokens (checked), and the two sides alternate repeat by
+repeat.
 
     python scripts/bench_sampler.py --batch 32 --repeats 7
     python scripts/bench_sampler.py --batch 128 --against main~3
@@ -23,7 +24,7 @@ import statistics
 import time
 
 import torch
-from revision import load_at
+from revision import load_at, use_helpers
 from transformers import GPT2Config, GPT2LMHeadModel
 
 import rlhf_gym.core.generation as generation
@@ -47,9 +48,11 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--batch, --length, --episodes, --repeats and --threads must be >= 1")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    earlier_generation = load_at(args.against, "rlhf_gym/core/generation.py", "bench_sampler.py")
+    earlier_sampler = load_at(args.against, "rlhf_gym/core/sampler.py", "bench_sampler.py")
+    use_helpers(earlier_sampler, generation, earlier_generation)  # e.g. its cached_forward, not today's
     sides = {"current": (sampler.sample, generation.token_logprobs),
-             "earlier": (load_at(args.against, "rlhf_gym/core/sampler.py", "bench_sampler.py").sample,
-                         load_at(args.against, "rlhf_gym/core/generation.py", "bench_sampler.py").token_logprobs)}
+             "earlier": (earlier_sampler.sample, earlier_generation.token_logprobs)}
     model = GPT2LMHeadModel(GPT2Config()).eval() if args.gpt2_124m else "embedded"
     env = TextGenVecEnv(num_envs=args.batch, model=model, tokenizer="embedded" if args.gpt2_124m else None,
                         prompts="embedded:eval", reward="gold", max_new_tokens=args.length)

@@ -1,14 +1,15 @@
 """Stepping the vector env with the current sliding window against the window of an earlier revision, in one process.
 
 ``core/window.py`` at ``--against`` (a git revision, default 04b0943: the ``DynamicCache`` window that
-concatenates the cache every token) is loaded beside the current one (it imports the current package, so a
-revision whose window needs helpers that have since changed cannot be compared), and the env's reference window and the
-agent's policy window alternate between the two, repeat by repeat, on the same model and prompts. Each repeat
+concatenates the cache every token) is loaded beside the current one, calling that revision's ``generation``
+helpers (its ``cached_forward``), and the env's reference window and the agent's policy window alternate between
+the two, repeat by repeat, on the same model and prompts. Each repeat
 steps the ``make_vec`` env with our PPO agent (``agent.predict`` with its KV-cached stepper) until batch x
 length tokens were generated, EOS on, as ``scripts/bench_rollout.py``'s ``tokens`` row does.
 
     python scripts/bench_window.py --batch 32 --repeats 7
     python scripts/bench_window.py --batch 128 --against main~3
+    python scripts/bench_window.py --gpt2-124m --repeats 3            # GPT-2's shape, random weights
 
 Last line: ``RESULT window_ratio=<current/earlier tokens/s, median of per-repeat ratios> current_tokens_per_s=…
 earlier_tokens_per_s=… against=…``.
@@ -22,9 +23,11 @@ import time
 
 import numpy as np
 import torch
-from revision import load_at
+from revision import load_at, use_helpers
+from transformers import GPT2Config, GPT2LMHeadModel
 
 import rlhf_gym.agents.stepping as stepping
+import rlhf_gym.core.generation as generation
 import rlhf_gym.core.window as current
 from rlhf_gym.agents import PPO
 from rlhf_gym.envs import TextGenVecEnv
@@ -32,6 +35,8 @@ from rlhf_gym.envs import TextGenVecEnv
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--gpt2-124m", action="store_true", help="a GPT-2 124M built from its config (random weights) "
+                   "instead of the embedded tiny GPT-2")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--length", type=int, default=32, help="new tokens per episode at most")
     p.add_argument("--repeats", type=int, default=7)
@@ -43,8 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     earlier = load_at(args.against, "rlhf_gym/core/window.py", "bench_window.py")
-    env = TextGenVecEnv(num_envs=args.batch, model="embedded", prompts="embedded:eval", reward="gold",
-                        max_new_tokens=args.length)
+    use_helpers(earlier, generation, load_at(args.against, "rlhf_gym/core/generation.py", "bench_window.py"))
+    model = GPT2LMHeadModel(GPT2Config()).eval() if args.gpt2_124m else "embedded"
+    env = TextGenVecEnv(num_envs=args.batch, model=model, tokenizer="embedded" if args.gpt2_124m else None,
+                        prompts="embedded:eval", reward="gold", max_new_tokens=args.length)
     env.reset(seed=0)
     agent = PPO(env, policy=env.engine.ref, seed=0)  # the same weights act, through their own window
 

@@ -3,7 +3,9 @@
 The A/B benchmarks (``bench_window.py``, ``bench_sampler.py``) time the current code against an earlier
 revision's in one process, alternating repeat by repeat, so that a change in machine load hits both alike. The
 earlier module imports the *current* package for everything else, so a revision whose module needs helpers that
-have since changed cannot be compared; that is a one-line error naming the revision.
+have since changed cannot be compared; that is a one-line error naming the revision. :func:`use_helpers` points
+the earlier module at an earlier helper module instead (e.g. its ``cached_forward``), so that a change to the
+helper is on the earlier side's ledger too.
 """
 
 from __future__ import annotations
@@ -42,3 +44,10 @@ def load_at(revision: str, path: str, script: str) -> ModuleType:
     finally:
         Path(f.name).unlink()
     return module
+
+
+def use_helpers(module: ModuleType, current: ModuleType, earlier: ModuleType) -> None:
+    """Rebinds every name ``module`` imported from ``current`` to ``earlier``'s object of that name, if it has one."""
+    for name, value in list(vars(module).items()):
+        if not name.startswith("__") and getattr(current, name, None) is value and hasattr(earlier, name):
+            setattr(module, name, getattr(earlier, name))
